@@ -24,6 +24,9 @@ environment = Environment(
     cache_size=400,
 )
 
+# Form macros as a global: a block rendered on its own (htmx) does not see the page's imports.
+environment.globals["forms"] = environment.get_template("_forms.html").module
+
 
 def is_htmx(request: Request) -> bool:
     headers = request.headers
