@@ -21,6 +21,8 @@ EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 # No 0/O or 1/I/L: invite codes are read aloud and typed from slides.
 INVITE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 RESERVED_USERNAMES = frozenset({"admin", "system", "anonymous", "deleted", "agora", "staff"})
+# Pages of their own under /courses/ (core/routes.py): a course there could not be reached.
+RESERVED_SLUGS = frozenset({"new", "join"})
 
 
 def _clean_text(value: str, *, field: str, label: str, max_length: int, required: bool = True) -> str:
@@ -154,13 +156,16 @@ async def create_course(
         if not SLUG_RE.fullmatch(slug):
             message = "Use 2-64 lowercase letters, digits and dashes."
             raise InvalidInput(message, fields={"slug": message})
+        if slug in RESERVED_SLUGS:
+            message = "This address is reserved; please choose another."
+            raise InvalidInput(message, fields={"slug": message})
         if await Course.filter(slug=slug).exists():
             message = "A course already uses this address."
             raise Conflict(message, fields={"slug": message})
     else:
         base = slugify(title)
         slug = base
-        while await Course.filter(slug=slug).exists():
+        while slug in RESERVED_SLUGS or await Course.filter(slug=slug).exists():
             slug = f"{base}-{secrets.token_hex(2)}"
     async with in_transaction():
         course = await Course.create(

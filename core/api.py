@@ -7,6 +7,7 @@ document is built by walking the application's routes, so it cannot drift from t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -128,18 +129,20 @@ def openapi_document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
         schemas[model.__name__] = schema
         return {"$ref": f"#/components/schemas/{model.__name__}"}
 
-    for path, route in _walk(routes):
+    for raw_path, route in _walk(routes):
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", raw_path)
         operation: dict[str, Any] = {
             "summary": route.summary,
             "tags": [route.tag],
             "operationId": f"{route.method}_{route.name}",
             "responses": {},
         }
-        params = [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]
+        params = re.findall(r"\{(\w+)(?::(\w+))?\}", raw_path)
         if params:
             operation["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in params
+                {"name": name, "in": "path", "required": True,
+                 "schema": {"type": "integer" if converter == "int" else "string"}}
+                for name, converter in params
             ]
         if route.body is not None:
             operation["requestBody"] = {

@@ -14,22 +14,47 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from core import jobs
-from core.db import close_database, open_database
+from core.runtime import start, stop
 from core.errors import ActionError, NotAuthenticated
 from core.middleware import AuthMiddleware, CsrfMiddleware, SecurityHeadersMiddleware, wants_json
-from core.routes import api_routes as core_api_routes
-from core.routes import routes as core_routes
+from core import routes as core_routes
+from core.guards import CourseStaffGuard
+from core.models import Role
 from core.settings import Settings, load_settings
 from core.templating import STATIC_DIR, render
+from search.backends import SearchBackend
 
 log = logging.getLogger("agora")
 
 
+INSTRUCTORS = frozenset({Role.INSTRUCTOR})
+STAFF = frozenset({Role.MENTOR, Role.INSTRUCTOR})
+
+
 def all_routes() -> list[BaseRoute]:
+    """Every package's routes; privileged ones only inside the guarded Mounts below."""
+    from forum import routes as forum_routes
+
+    packages = (core_routes, forum_routes)
+
+    def collect(name: str) -> list[BaseRoute]:
+        return [route for package in packages for route in getattr(package, name, [])]
+
     return [
-        *core_routes,
-        *core_api_routes,
+        *collect("routes"),
+        *collect("api_routes"),
+        Mount(
+            "/courses/{slug}/staff", routes=collect("staff_routes"),
+            middleware=[Middleware(CourseStaffGuard, roles=INSTRUCTORS)], name="staff",
+        ),
+        Mount(
+            "/courses/{slug}/moderate", routes=collect("moderate_routes"),
+            middleware=[Middleware(CourseStaffGuard, roles=STAFF)], name="moderate",
+        ),
+        Mount(
+            "/api/v1/courses/{slug}/staff", routes=collect("api_staff_routes"),
+            middleware=[Middleware(CourseStaffGuard, roles=INSTRUCTORS)], name="api_staff",
+        ),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
     ]
 
@@ -75,21 +100,21 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, *, search: SearchBackend | None = None) -> Starlette:
     """Build the web application; the lifespan opens the database and the job dispatcher."""
     settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        context = await open_database(settings)
-        dispatcher = jobs.configure(settings.redis_url)
+        runtime = await start(settings, search=search)
         # Deliver what an earlier process left behind (e.g. it stopped mid-delivery).
-        await dispatcher.wake()
+        await runtime.dispatcher.wake()
+        sweeper = runtime.dispatcher.start_sweeping(settings.outbox_sweep_seconds)
         try:
             yield
         finally:
-            await dispatcher.close()
-            await close_database(context)
+            sweeper.cancel()
+            await stop(runtime)
 
     app = Starlette(
         routes=all_routes(),
@@ -107,8 +132,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.settings = settings
 
-    async def search_health() -> dict[str, object]:
-        return {"ok": True, "engine": "not configured"}
-
-    app.state.search_health = search_health
     return app

@@ -22,20 +22,17 @@ def _settings() -> Settings:
 
 
 def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
-    from core import jobs
-    from core.db import close_database, open_database
+    from core import jobs, runtime
 
     async def run() -> T:
-        context = await open_database(settings)
-        jobs.configure(None)
+        opened = await runtime.start(settings)
         try:
             result = await work()
-            dispatcher = jobs.dispatcher()
-            if isinstance(dispatcher, jobs.InProcessDispatcher):
-                await dispatcher.drain()
+            if isinstance(opened.dispatcher, jobs.InProcessDispatcher):
+                await opened.dispatcher.drain()
             return result
         finally:
-            await close_database(context)
+            await runtime.stop(opened)
 
     return asyncio.run(run())
 

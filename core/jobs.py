@@ -22,7 +22,7 @@ log = logging.getLogger("agora.jobs")
 Handler = Callable[[OutboxEvent], Awaitable[None]]
 
 # Each of these modules has HANDLERS: dict[str, Handler]; kinds are "<package>.<what>".
-HANDLER_MODULES: tuple[str, ...] = ("core.tasks",)
+HANDLER_MODULES: tuple[str, ...] = ("core.tasks", "forum.tasks", "search.tasks")
 MAX_ATTEMPTS = 25
 
 _handlers: dict[str, Handler] | None = None
@@ -105,6 +105,8 @@ class Dispatcher(Protocol):
 
     async def close(self) -> None: ...
 
+    def start_sweeping(self, every_seconds: int) -> asyncio.Task[None]: ...
+
 
 class InProcessDispatcher:
     """Delivers in a background task of this process, right after the change commits."""
@@ -138,6 +140,16 @@ class InProcessDispatcher:
 
     async def health(self) -> dict[str, object]:
         return {"ok": True, "mode": self.name}
+
+    def start_sweeping(self, every_seconds: int) -> asyncio.Task[None]:
+        """Retry failed deliveries now and then (e.g. the search engine was down)."""
+
+        async def sweep() -> None:
+            while True:
+                await asyncio.sleep(every_seconds)
+                await self.wake()
+
+        return asyncio.get_running_loop().create_task(sweep())
 
     async def close(self) -> None:
         await self.drain()
@@ -190,6 +202,10 @@ class ArqDispatcher:
             await self._reset()
             return {"ok": False, "mode": self.name, "detail": f"Redis unreachable: {exc}"}
         return {"ok": True, "mode": self.name}
+
+    def start_sweeping(self, every_seconds: int) -> asyncio.Task[None]:
+        """The worker sweeps; the web process has nothing to do."""
+        return asyncio.get_running_loop().create_task(asyncio.sleep(0))
 
     async def close(self) -> None:
         await self._reset()

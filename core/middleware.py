@@ -10,8 +10,10 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from tortoise.exceptions import ValidationError
 
 from core.auth import SESSION_COOKIE, resume_session, user_for_token
 from core.models import Notification
@@ -78,6 +80,9 @@ class AuthMiddleware:
         if scope["type"] != "http" or scope["path"].startswith("/static/"):
             await self.app(scope, receive, send)
             return
+        if "\x00" in scope["path"]:  # no route has one, and PostgreSQL cannot look it up
+            await _send_error(scope, send, 404, "not_found", "There is nothing at this address.")
+            return
         scope["user"] = None
         scope["auth_session"] = None
         scope["auth_via"] = None
@@ -98,7 +103,31 @@ class AuthMiddleware:
                     scope["unread_notifications"] = await Notification.filter(
                         user_id=session.user.id, read_at=None
                     ).count()
-        await self.app(scope, receive, send)
+        await _refusing_overlong_values(self.app, scope, receive, send)
+
+
+async def _refusing_overlong_values(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run `app`, answering 422 when a sent value is too long for its column.
+
+    Tortoise checks a CharField's max_length on lookups as well as on saves, so a
+    3,000-character username in a log-in form would otherwise be a server error.
+    """
+    started = False
+
+    async def tracking_send(message: Message) -> None:
+        nonlocal started
+        if message["type"] == "http.response.start":
+            started = True
+        await send(message)
+
+    try:
+        await app(scope, receive, tracking_send)
+    except ValidationError:
+        if started:
+            raise
+        await _send_error(
+            scope, send, 422, "invalid", "Something you sent is too long or not allowed here."
+        )
 
 
 def csrf_token_for(cookie_value: str, secret: str) -> str:
@@ -130,7 +159,12 @@ class CsrfMiddleware:
         if scope["method"] not in SAFE_METHODS and scope.get("auth_via") != "token":
             refusal = self._origin_problem(scope)
             if refusal is None:
-                receive, refusal = await self._check_token(scope, receive, expected, fresh)
+                try:
+                    receive, refusal = await self._check_token(scope, receive, expected, fresh)
+                except HTTPException as exc:  # a malformed or oversized form body
+                    message = f"The form could not be read: {exc.detail}"
+                    await _send_error(scope, send, exc.status_code, "bad_request", message)
+                    return
             if refusal is not None:
                 await _send_error(scope, send, 403, "csrf", refusal)
                 return

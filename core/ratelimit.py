@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 from tortoise.connection import get_connection
@@ -23,6 +24,14 @@ def _placeholders() -> tuple[str, str]:
     return "?", "?"
 
 
+def _stored_key(key: str) -> str:
+    """The key as stored: the column holds 200 characters and PostgreSQL refuses NUL."""
+    if len(key) <= 200 and "\x00" not in key:
+        return key
+    prefix = key.split(":", 1)[0][:40]
+    return f"{prefix}:sha256:{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()}"
+
+
 def _window(window_seconds: int, now: float | None) -> tuple[int, int]:
     now = time.time() if now is None else now
     start = int(now // window_seconds) * window_seconds
@@ -42,7 +51,8 @@ async def record(key: str, *, window_seconds: int, now: float | None = None) -> 
     """Count one attempt in the current window; returns the window's count so far."""
     start, _ = _window(window_seconds, now)
     sql = _UPSERT.format(*_placeholders())
-    _, rows = await get_connection("default").execute_query(sql, [key, start])
+    # execute_query drops the RETURNING rows of an INSERT on PostgreSQL (asyncpg client).
+    rows = await get_connection("default").execute_query_dict(sql, [_stored_key(key), start])
     return int(rows[0]["count"])
 
 
@@ -59,7 +69,7 @@ async def check(
 ) -> None:
     """Raise RateLimited if the key has already used up its window, without counting."""
     start, retry_after = _window(window_seconds, now)
-    counter = await RateLimitCounter.get_or_none(key=key, window_start=start)
+    counter = await RateLimitCounter.get_or_none(key=_stored_key(key), window_start=start)
     if counter is not None and counter.count >= limit:
         raise _refusal(what, retry_after)
 

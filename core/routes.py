@@ -1,16 +1,15 @@
-"""Routes of the core package: pages, the JSON API and the staff-only areas."""
+"""Routes of the core package: pages, the JSON API, and what it adds to the staff areas.
+
+`staff_routes` and `api_staff_routes` are mounted by core/app.py under the guarded
+/courses/{slug}/staff prefixes, together with the other packages' staff routes.
+"""
 
 from __future__ import annotations
 
-from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 
 from core import endpoints, views
 from core.api import ApiRoute
-from core.guards import CourseStaffGuard
-from core.models import Role
-
-INSTRUCTORS = frozenset({Role.INSTRUCTOR})
 
 routes: list[BaseRoute] = [
     Route("/", views.home, name="home"),
@@ -22,12 +21,6 @@ routes: list[BaseRoute] = [
     Route("/courses/join", views.join_with_code, methods=["POST"], name="join_with_code"),
     Route("/courses/{slug}", views.course_home, name="course_home"),
     Route("/courses/{slug}/join", views.course_join, methods=["POST"], name="course_join"),
-    Mount(
-        "/courses/{slug}/staff",
-        routes=[Route("/members", views.members, methods=["GET", "POST"], name="members")],
-        middleware=[Middleware(CourseStaffGuard, roles=INSTRUCTORS)],
-        name="staff",
-    ),
     Route("/notifications", views.notifications, methods=["GET", "POST"], name="notifications"),
     Route("/healthz", views.healthz, name="healthz"),
 ]
@@ -44,18 +37,16 @@ api_routes: list[BaseRoute] = [
              summary="Create a course; I become its instructor."),
     ApiRoute("/api/v1/courses/join", endpoints.join, method="POST", body=endpoints.JoinIn,
              response=endpoints.CourseOut, summary="Join a course with its invite code."),
-    Mount(
-        "/api/v1/courses/{slug}/staff",
-        routes=[
-            ApiRoute("/members", endpoints.list_members, method="GET",
-                     response=endpoints.MemberOut, many=True,
-                     summary="The course's members (instructors only)."),
-            ApiRoute("/members", endpoints.add_member, method="POST", body=endpoints.MemberIn,
-                     response=endpoints.MemberOut, status_code=201,
-                     summary="Add a member with a role, or change a member's role "
-                     "(instructors only)."),
-        ],
-        middleware=[Middleware(CourseStaffGuard, roles=INSTRUCTORS)],
-        name="api_staff",
-    ),
+]
+
+staff_routes: list[BaseRoute] = [
+    Route("/members", views.members, methods=["GET", "POST"], name="members"),
+]
+
+api_staff_routes: list[BaseRoute] = [
+    ApiRoute("/members", endpoints.list_members, method="GET", response=endpoints.MemberOut,
+             many=True, summary="The course's members (instructors only)."),
+    ApiRoute("/members", endpoints.add_member, method="POST", body=endpoints.MemberIn,
+             response=endpoints.MemberOut, status_code=201,
+             summary="Add a member with a role, or change a member's role (instructors only)."),
 ]

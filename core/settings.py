@@ -106,7 +106,13 @@ def _secret_key(env: Mapping[str, str], data_dir: Path) -> str:
         return raw
     key_file = data_dir / "secret_key"
     if key_file.exists():
-        return key_file.read_text(encoding="utf-8").strip()
+        key = key_file.read_text(encoding="utf-8").strip()
+        if len(key) < 32:
+            raise SettingsError(
+                f"{key_file} holds no usable secret key (under 32 characters): delete it to have "
+                "a new one made, or set AGORA_SECRET_KEY."
+            )
+        return key
     key = secrets.token_urlsafe(48)
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

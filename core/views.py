@@ -35,6 +35,12 @@ async def form_fields(request: Request) -> dict[str, str]:
         await form.close()
 
 
+def retry_after_headers(error: ActionError) -> dict[str, str]:
+    """Retry-After for a rate-limit refusal shown on a form page (empty otherwise)."""
+    retry_after = getattr(error, "retry_after", None)
+    return {} if retry_after is None else {"Retry-After": str(retry_after)}
+
+
 def current_user(request: Request) -> User | None:
     user: User | None = request.scope.get("user")
     return user
@@ -65,6 +71,7 @@ async def home(request: Request) -> Response:
 async def signup(request: Request) -> Response:
     values: dict[str, str] = {}
     errors: dict[str, str] = {}
+    headers: dict[str, str] = {}
     message = ""
     status = 200
     if request.method == "POST":
@@ -86,6 +93,7 @@ async def signup(request: Request) -> Response:
             )
         except ActionError as error:
             errors, message, status = error.fields, error.message, error.status_code
+            headers = retry_after_headers(error)
         else:
             return await _signed_in(request, user, safe_next(values.get("next")))
     values.pop("password", None)
@@ -95,6 +103,7 @@ async def signup(request: Request) -> Response:
         {"values": values, "errors": errors, "message": message,
          "next": safe_next(request.query_params.get("next") or values.get("next"))},
         status_code=status,
+        headers=headers,
     )
 
 
@@ -112,6 +121,7 @@ async def _signed_in(request: Request, user: User, target: str) -> Response:
 async def login(request: Request) -> Response:
     values: dict[str, str] = {}
     errors: dict[str, str] = {}
+    headers: dict[str, str] = {}
     message = ""
     status = 200
     if request.method == "POST":
@@ -135,6 +145,7 @@ async def login(request: Request) -> Response:
                 raise
         except ActionError as error:
             errors, message, status = error.fields, error.message, error.status_code
+            headers = retry_after_headers(error)
         else:
             return await _signed_in(request, user, safe_next(values.get("next")))
     values.pop("password", None)
@@ -144,6 +155,7 @@ async def login(request: Request) -> Response:
         {"values": values, "errors": errors, "message": message,
          "next": safe_next(request.query_params.get("next") or values.get("next"))},
         status_code=status,
+        headers=headers,
     )
 
 
@@ -345,7 +357,9 @@ async def healthz(request: Request) -> Response:
     if report["database"]["ok"]:
         queue["oldest_pending_seconds"] = await jobs.oldest_pending_age_seconds()
     report["jobs"] = queue
-    report["search"] = await request.app.state.search_health()
+    from search import service as search_service
+
+    report["search"] = await search_service.backend().health()
     ok = all(bool(part.get("ok")) for part in report.values())
     report["ok"] = ok
     return JSONResponse(report, status_code=200 if ok else 503)

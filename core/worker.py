@@ -9,8 +9,7 @@ from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
-from core import jobs, ratelimit
-from core.db import close_database, open_database
+from core import jobs, ratelimit, runtime
 from core.settings import Settings
 
 log = logging.getLogger("agora.worker")
@@ -35,13 +34,13 @@ def build_worker(settings: Settings, *, burst: bool = False) -> Worker:
         raise ValueError("agora worker needs AGORA_REDIS_URL; without it jobs run in the web process")
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx["db"] = await open_database(settings)
-        jobs.configure(None)
+        # Jobs that cause more jobs deliver them right here, in the worker.
+        ctx["runtime"] = await runtime.start(settings, queue=False)
         await sweep_outbox(ctx)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
-        if "db" in ctx:
-            await close_database(ctx["db"])
+        if "runtime" in ctx:
+            await runtime.stop(ctx["runtime"])
 
     step = max(1, min(59, settings.outbox_sweep_seconds))
     return Worker(

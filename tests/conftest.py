@@ -24,10 +24,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from core import jobs
+from core import jobs, runtime
 from core.app import create_app
-from core.db import close_database, migrate, open_database
+from core.db import migrate
 from core.settings import Settings, load_settings
+from search.embedded import EmbeddedBackend
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 POSTGRES_URL = os.environ.get("AGORA_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -147,15 +148,15 @@ def settings(backend: Settings) -> Settings:
 
 @pytest.fixture
 async def db(settings: Settings) -> AsyncIterator[Settings]:
-    """An open database with every table empty; jobs run in this process."""
-    context = await open_database(settings)
+    """An open database with every table empty; jobs run in this process; a fresh
+    in-memory search index."""
+    opened = await runtime.start(settings, queue=False, search=EmbeddedBackend(None))
     try:
         await reset_tables()
-        jobs.configure(None)
         yield settings
         await drain_jobs()
     finally:
-        await close_database(context)
+        await runtime.stop(opened)
 
 
 async def drain_jobs() -> None:
@@ -167,7 +168,7 @@ async def drain_jobs() -> None:
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[Starlette]:
     """The application with its lifespan running, on an empty database."""
-    application = create_app(settings)
+    application = create_app(settings, search=EmbeddedBackend(None))
     async with application.router.lifespan_context(application):
         await reset_tables()
         yield application

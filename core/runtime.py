@@ -1,0 +1,50 @@
+"""Opening and closing what a process needs: the database, the job dispatcher, search.
+
+The web app's lifespan, the worker and the CLI all start and stop through here, so each
+process is wired the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from tortoise.context import TortoiseContext
+
+from core import jobs
+from core.db import close_database, open_database
+from core.settings import Settings
+from search import service as search_service
+from search.backends import SearchBackend
+
+log = logging.getLogger("agora")
+
+
+@dataclass(slots=True)
+class Runtime:
+    database: TortoiseContext
+    dispatcher: jobs.Dispatcher
+    search: SearchBackend
+
+
+async def start(
+    settings: Settings, *, queue: bool = True, search: SearchBackend | None = None
+) -> Runtime:
+    """Open everything; `queue=False` delivers jobs in this process even when Redis is set."""
+    database = await open_database(settings)
+    dispatcher = jobs.configure(settings.redis_url if queue else None)
+    backend = search_service.use(search) if search is not None else search_service.configure(
+        settings
+    )
+    try:
+        await backend.ensure_ready()
+    except Exception as exc:
+        # Search being down must not stop the site: writes go on and the index catches up.
+        log.warning("search engine not ready: %s", exc)
+    return Runtime(database=database, dispatcher=dispatcher, search=backend)
+
+
+async def stop(runtime: Runtime) -> None:
+    await runtime.dispatcher.close()
+    await search_service.close()
+    await close_database(runtime.database)

@@ -1,0 +1,254 @@
+"""Read-only page data for the forums, already stripped of what the viewer may not see.
+
+Templates and API responses get these dataclasses, never a User behind an anonymous post,
+so an author who is anonymous to classmates cannot leak through a template or a serializer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from math import ceil
+
+from markupsafe import Markup
+
+from core.models import Course, Role, User
+from forum.markup import wrap_user_html
+from forum.models import (
+    ANONYMOUS_LABEL,
+    DELETED_USER_LABEL,
+    Forum,
+    Post,
+    Subscription,
+    Thread,
+    ThreadKind,
+    ThreadVisit,
+    Vote,
+    is_staff,
+)
+
+THREADS_PER_PAGE = 30
+POSTS_PER_PAGE = 30
+
+
+@dataclass(slots=True)
+class Author:
+    name: str
+    handle: str | None
+    # True when learners see "Anonymous learner" and this viewer (staff or the author) sees more.
+    anonymous_to_classmates: bool = False
+
+
+def author_for(
+    user: User | None, anonymous: bool, viewer: User | None, role: Role | None
+) -> Author:
+    """How an author appears to `viewer`."""
+    if user is None:
+        return Author(DELETED_USER_LABEL, None)
+    if anonymous:
+        if viewer is not None and (viewer.id == user.id or is_staff(viewer, role)):
+            return Author(user.display_name, user.username, anonymous_to_classmates=True)
+        return Author(ANONYMOUS_LABEL, None)
+    return Author(user.display_name, user.username)
+
+
+def is_answer(post: Post) -> bool:
+    """A top-level reply: only these can be accepted as a question's answer."""
+    return not post.is_opening and post.parent_id is None  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
+class PostView:
+    id: int
+    thread_id: int
+    parent_id: int | None
+    is_opening: bool
+    author: Author
+    body_html: Markup
+    body_markdown: str
+    created_at: datetime
+    edited_at: datetime | None
+    revision_count: int
+    is_deleted: bool
+    is_endorsed: bool
+    vote_count: int
+    voted: bool
+    is_new: bool
+    is_own: bool
+    can_edit: bool
+    can_delete: bool
+    can_vote: bool
+    is_accepted: bool
+    can_accept: bool
+    can_endorse: bool = False
+    replies: list[PostView] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ThreadSummary:
+    id: int
+    title: str
+    kind: ThreadKind
+    author: Author
+    created_at: datetime
+    last_activity_at: datetime
+    reply_count: int
+    is_answered: bool
+    is_pinned: bool
+    is_locked: bool
+    has_new: bool
+
+
+@dataclass(slots=True)
+class Page:
+    number: int
+    count: int
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.count
+
+
+def page_of(number: int, total: int, per_page: int) -> Page:
+    count = max(1, ceil(total / per_page))
+    return Page(number=min(max(1, number), count), count=count)
+
+
+async def thread_summaries(
+    forum: Forum, viewer: User, role: Role | None, page_number: int
+) -> tuple[list[ThreadSummary], Page]:
+    base = Thread.filter(forum_id=forum.id)
+    page = page_of(page_number, await base.count(), THREADS_PER_PAGE)
+    threads = (
+        await base.order_by("-is_pinned", "-last_activity_at", "-id")
+        .offset((page.number - 1) * THREADS_PER_PAGE)
+        .limit(THREADS_PER_PAGE)
+        .select_related("author")
+    )
+    visits = dict(
+        await ThreadVisit.filter(
+            user_id=viewer.id, thread_id__in=[t.id for t in threads]
+        ).values_list("thread_id", "last_seen_at")
+    )
+    return [
+        ThreadSummary(
+            id=t.id, title=t.title, kind=ThreadKind(t.kind),
+            author=author_for(t.author, t.is_anonymous, viewer, role),
+            created_at=t.created_at, last_activity_at=t.last_activity_at,
+            reply_count=t.reply_count, is_answered=t.accepted_post_id is not None,
+            is_pinned=t.is_pinned, is_locked=t.is_locked,
+            has_new=t.id not in visits or t.last_activity_at > visits[t.id],
+        )
+        for t in threads
+    ], page
+
+
+@dataclass(slots=True)
+class ThreadPage:
+    thread: Thread
+    forum: Forum
+    opening: PostView
+    posts: list[PostView]
+    page: Page
+    subscribed: bool
+    can_reply: bool
+    can_accept: bool
+    last_seen_at: datetime | None
+
+
+async def thread_page(
+    thread: Thread, viewer: User, role: Role | None, page_number: int
+) -> ThreadPage:
+    """The opening post and one page of answers with their replies, for this viewer."""
+    forum = await Forum.get(id=thread.forum_id)  # type: ignore[attr-defined]
+    top_level = Post.filter(thread_id=thread.id, parent_id=None, is_opening=False)
+    page = page_of(page_number, await top_level.count(), POSTS_PER_PAGE)
+    opening = await Post.get(thread_id=thread.id, is_opening=True).select_related("author")
+    answers = list(
+        await top_level.order_by("id")
+        .offset((page.number - 1) * POSTS_PER_PAGE)
+        .limit(POSTS_PER_PAGE)
+        .select_related("author")
+    )
+    replies = list(
+        await Post.filter(parent_id__in=[a.id for a in answers]).order_by("id")
+        .select_related("author")
+    ) if answers else []
+    shown = [opening, *answers, *replies]
+    voted = set(
+        await Vote.filter(user_id=viewer.id, post_id__in=[p.id for p in shown]).values_list(
+            "post_id", flat=True
+        )
+    )
+    visit = await ThreadVisit.get_or_none(thread_id=thread.id, user_id=viewer.id)
+    last_seen = visit.last_seen_at if visit else None
+    can_accept = thread.can_accept_answer(viewer, role)
+    staff = is_staff(viewer, role)
+
+    def view(post: Post) -> PostView:
+        deleted = post.is_deleted
+        return PostView(
+            id=post.id, thread_id=thread.id,
+            parent_id=post.parent_id,  # type: ignore[attr-defined]
+            is_opening=post.is_opening,
+            author=author_for(post.author, post.is_anonymous, viewer, role),
+            body_html=wrap_user_html(post.body_html) if not deleted else Markup(""),
+            body_markdown=post.body_markdown,
+            created_at=post.created_at, edited_at=post.edited_at,
+            revision_count=post.revision_count, is_deleted=deleted,
+            is_endorsed=post.is_endorsed, vote_count=post.vote_count, voted=post.id in voted,
+            is_new=last_seen is not None and post.created_at > last_seen and not post.is_by(viewer),
+            is_own=post.is_by(viewer),
+            can_edit=post.can_be_edited_by(viewer, role),
+            can_delete=post.can_be_deleted_by(viewer),
+            can_vote=post.can_be_voted_on_by(viewer, role),
+            is_accepted=thread.accepted_post_id == post.id,
+            can_accept=can_accept and is_answer(post) and not deleted,
+            can_endorse=staff and not deleted,
+        )
+
+    answer_views = [view(a) for a in answers]
+    by_id = {a.id: a for a in answer_views}
+    for reply in replies:
+        by_id[reply.parent_id].replies.append(view(reply))  # type: ignore[attr-defined]
+    subscribed = await Subscription.filter(thread_id=thread.id, user_id=viewer.id).exists()
+    return ThreadPage(
+        thread=thread, forum=forum, opening=view(opening), posts=answer_views, page=page,
+        subscribed=subscribed, can_reply=thread.can_be_replied_to_by(viewer, role),
+        can_accept=can_accept, last_seen_at=last_seen,
+    )
+
+
+async def post_view(post: Post, viewer: User, role: Role | None) -> PostView:
+    """One post as `viewer` sees it (for htmx fragments and the API)."""
+    thread = await Thread.get(id=post.thread_id)  # type: ignore[attr-defined]
+    await post.fetch_related("author")
+    voted = await Vote.filter(user_id=viewer.id, post_id=post.id).exists()
+    can_accept = thread.can_accept_answer(viewer, role)
+    return PostView(
+        id=post.id, thread_id=thread.id,
+        parent_id=post.parent_id,  # type: ignore[attr-defined]
+        is_opening=post.is_opening,
+        author=author_for(post.author, post.is_anonymous, viewer, role),
+        body_html=wrap_user_html(post.body_html) if not post.is_deleted else Markup(""),
+        body_markdown=post.body_markdown, created_at=post.created_at, edited_at=post.edited_at,
+        revision_count=post.revision_count, is_deleted=post.is_deleted,
+        is_endorsed=post.is_endorsed, vote_count=post.vote_count, voted=voted, is_new=False,
+        is_own=post.is_by(viewer), can_edit=post.can_be_edited_by(viewer, role),
+        can_delete=post.can_be_deleted_by(viewer), can_vote=post.can_be_voted_on_by(viewer, role),
+        is_accepted=thread.accepted_post_id == post.id,
+        can_accept=can_accept and is_answer(post) and not post.is_deleted,
+        can_endorse=is_staff(viewer, role) and not post.is_deleted,
+    )
+
+
+async def course_forums(course: Course) -> list[tuple[Forum, int]]:
+    forums = await Forum.filter(course_id=course.id).order_by("position", "id")
+    result = []
+    for forum in forums:
+        result.append((forum, await Thread.filter(forum_id=forum.id).count()))
+    return result
