@@ -33,6 +33,10 @@ SETTINGS_DOC: dict[str, str] = {
     "(default 10).",
     "AGORA_SIGNUP_RATE_LIMIT": "Sign-ups allowed per address per hour (default 5).",
     "AGORA_OUTBOX_SWEEP_SECONDS": "How often the worker looks for undelivered jobs (default 10).",
+    "AGORA_APPEAL_DAYS": "How long after a moderation act the affected person may appeal "
+    "(default 14).",
+    "AGORA_POST_RATE_LIMIT": "Posts one member may make per minute before an automatic "
+    "10-minute silence (default 10).",
     "AGORA_DEMO": "Load demo data on first start of `agora serve`: 1 or 0 (default 1 for the "
     "embedded SQLite set-up, 0 otherwise).",
 }
@@ -51,6 +55,8 @@ class Settings:
     login_rate_limit: int = 10
     signup_rate_limit: int = 5
     outbox_sweep_seconds: int = 10
+    appeal_days: int = 14
+    post_rate_limit: int = 10
     demo: bool = True
 
     @property
@@ -143,5 +149,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_rate_limit=_int(env, "AGORA_LOGIN_RATE_LIMIT", 10),
         signup_rate_limit=_int(env, "AGORA_SIGNUP_RATE_LIMIT", 5),
         outbox_sweep_seconds=_int(env, "AGORA_OUTBOX_SWEEP_SECONDS", 10),
+        appeal_days=_int(env, "AGORA_APPEAL_DAYS", 14),
+        post_rate_limit=_int(env, "AGORA_POST_RATE_LIMIT", 10),
         demo=_bool(env, "AGORA_DEMO", database_url.startswith("sqlite")),
     )
