@@ -19,4 +19,18 @@ async def course_member(request: Request) -> tuple[Course, User, Role | None]:
     role = await course.role_of(user)
     if not course.can_be_read_by(user, role):
         raise PermissionDenied("Join this course to see its forums.")
+    await _check_not_suspended(course, user)
     return course, user, role
+
+
+async def _check_not_suspended(course: Course, user: User) -> None:
+    from core.timeutil import utcnow
+    from moderation.models import SanctionKind, active_sanction
+
+    sanction = await active_sanction(course.id, user.id, utcnow())
+    if sanction is not None and sanction.kind == SanctionKind.SUSPENSION:
+        until = f" until {sanction.ends_at:%Y-%m-%d %H:%M} UTC" if sanction.ends_at else ""
+        raise PermissionDenied(
+            f"You are suspended from {course.title}{until}. Your standing page (/me/standing) "
+            "shows the rule, the reason and how to appeal."
+        )

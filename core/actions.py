@@ -232,6 +232,7 @@ async def set_member_role(
             if others == 0:
                 message = "A course needs at least one instructor."
                 raise Conflict(message, fields={"role": message})
+        old_role = Role(membership.role) if membership is not None else None
         if membership is None:
             membership = await Membership.create(user=member, course=course, role=role)
             message = f"You were added to {course.title} as {role.value}."
@@ -239,6 +240,12 @@ async def set_member_role(
             await Membership.filter(id=membership.id).update(role=role, role_changed_at=utcnow())
             membership.role = role
             message = f"Your role in {course.title} is now {role.value}."
+        # Role changes are moderation acts: on the public log, in the same transaction.
+        from moderation.actions import log_role_change
+
+        await log_role_change(
+            course, member, old_role=old_role, new_role=role, acting_user=acting_user
+        )
         await jobs.enqueue(
             "core.notify",
             {

@@ -63,6 +63,19 @@ def api_user(request: Request) -> User:
     return user
 
 
+NUL_MESSAGE = "Text cannot contain NUL characters."
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 async def parse_body(request: Request, model: type[M]) -> M:
     """The request's JSON body as `model`, or InvalidInput naming each bad field."""
     raw = await request.body()
@@ -70,10 +83,14 @@ async def parse_body(request: Request, model: type[M]) -> M:
         raise InvalidInput("The request body is too large.")
     try:
         data = json.loads(raw or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         raise InvalidInput("The request body must be JSON.") from None
     if not isinstance(data, dict):
         raise InvalidInput("The request body must be a JSON object.")
+    # PostgreSQL cannot store or even look up text with a NUL character in it.
+    with_nul = {str(key): NUL_MESSAGE for key, value in data.items() if _has_nul([key, value])}
+    if with_nul:
+        raise InvalidInput(NUL_MESSAGE, fields=with_nul)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

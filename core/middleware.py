@@ -106,7 +106,9 @@ class AuthMiddleware:
         await _refusing_overlong_values(self.app, scope, receive, send)
 
 
-async def _refusing_overlong_values(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+async def _refusing_overlong_values(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send
+) -> None:
     """Run `app`, answering 422 when a sent value is too long for its column.
 
     Tortoise checks a CharField's max_length on lookups as well as on saves, so a

@@ -14,6 +14,7 @@ from tortoise.context import TortoiseContext
 from core import jobs
 from core.db import close_database, open_database
 from core.settings import Settings
+from moderation import log as moderation_log
 from search import service as search_service
 from search.backends import SearchBackend
 
@@ -27,11 +28,24 @@ class Runtime:
     search: SearchBackend
 
 
+_settings: Settings | None = None
+
+
+def settings() -> Settings:
+    """The settings of the running process (actions read policy values from here)."""
+    if _settings is None:
+        raise RuntimeError("the runtime has not been started")
+    return _settings
+
+
 async def start(
     settings: Settings, *, queue: bool = True, search: SearchBackend | None = None
 ) -> Runtime:
     """Open everything; `queue=False` delivers jobs in this process even when Redis is set."""
+    global _settings
+    _settings = settings
     database = await open_database(settings)
+    moderation_log.configure_signer(settings.data_dir)
     dispatcher = jobs.configure(settings.redis_url if queue else None)
     backend = search_service.use(search) if search is not None else search_service.configure(
         settings

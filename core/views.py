@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from core import actions, auth, ratelimit
-from core.errors import ActionError, NotFound, PermissionDenied
+from core.errors import ActionError, InvalidInput, NotFound, PermissionDenied
 from core.models import Course, Enrolment, Membership, Notification, Role, User
 from core.templating import render
 
@@ -30,9 +30,13 @@ def safe_next(target: str | None, default: str = "/courses") -> str:
 async def form_fields(request: Request) -> dict[str, str]:
     form = await request.form()
     try:
-        return {key: value for key, value in form.items() if isinstance(value, str)}
+        fields = {key: value for key, value in form.items() if isinstance(value, str)}
     finally:
         await form.close()
+    # PostgreSQL cannot store or even look up text with a NUL character in it.
+    if any("\x00" in key or "\x00" in value for key, value in fields.items()):
+        raise InvalidInput("Text cannot contain NUL characters.")
+    return fields
 
 
 def retry_after_headers(error: ActionError) -> dict[str, str]:

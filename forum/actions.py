@@ -51,6 +51,43 @@ async def _role(course_id: int, user: User | None) -> Role | None:
     return await course.role_of(user)
 
 
+async def _check_may_write(course_id: int, user: User) -> None:
+    """Silenced or suspended members are told so, with where to read why (no shadow bans)."""
+    from moderation.models import SanctionKind, active_sanction
+
+    sanction = await active_sanction(course_id, user.id, utcnow())
+    if sanction is None:
+        return
+    what = "silenced" if sanction.kind == SanctionKind.SILENCE else "suspended"
+    until = f" until {sanction.ends_at:%Y-%m-%d %H:%M} UTC" if sanction.ends_at else ""
+    raise PermissionDenied(
+        f"You are {what} in this course{until}, so you cannot post. Your standing page "
+        "(/me/standing) shows the rule, the reason and how to appeal."
+    )
+
+
+async def _check_flood(course_id: int, user: User) -> None:
+    """Past the post rate limit the system silences the member for a while, on the record."""
+    from core import ratelimit, runtime
+    from moderation.actions import sanction_user
+    from moderation.models import SanctionKind, Source
+
+    limit = runtime.settings().post_rate_limit
+    count = await ratelimit.record(f"post:{course_id}:{user.id}", window_seconds=60)
+    if count <= limit or is_staff(user, await _role(course_id, user)):
+        return
+    course = await Course.get(id=course_id)
+    await sanction_user(
+        course, user, SanctionKind.SILENCE, rule_code="R3",
+        reason=f"Automatic: more than {limit} posts within one minute.",
+        days=10 / 1440, acting_user=None, source=Source.AUTOMATIC,
+    )
+    raise PermissionDenied(
+        f"You posted more than {limit} times in a minute, so posting is paused for 10 minutes. "
+        "Your standing page (/me/standing) has the details."
+    )
+
+
 async def _changed(post_id: int) -> None:
     await jobs.enqueue("search.index_post", {"post_id": post_id})
 
@@ -123,6 +160,7 @@ async def start_thread(
     role = await _role(course_id, acting_user)
     if not forum.can_be_posted_in_by(acting_user, role):
         raise PermissionDenied("Join the course to post in its forums.")
+    await _check_may_write(course_id, acting_user)
     try:
         kind = ThreadKind(kind)
     except ValueError:
@@ -141,6 +179,7 @@ async def start_thread(
         errors["anonymous"] = "This forum does not allow anonymous posts."
     if errors:
         raise InvalidInput("Please correct the marked fields.", fields=errors)
+    await _check_flood(course_id, acting_user)
     now = utcnow()
     async with in_transaction():
         thread = await Thread.create(
@@ -168,6 +207,7 @@ async def reply(
         if thread.is_locked:
             raise PermissionDenied("This thread is locked: no new replies.")
         raise PermissionDenied("Join the course to reply.")
+    await _check_may_write(thread.course_id, acting_user)  # type: ignore[attr-defined]
     forum = await Forum.get(id=thread.forum_id)  # type: ignore[attr-defined]
     if anonymous and not forum.allow_anonymous:
         message = "This forum does not allow anonymous posts."
@@ -179,6 +219,7 @@ async def reply(
         if parent.parent_id is not None:  # type: ignore[attr-defined]
             parent = await Post.get(id=parent.parent_id)  # type: ignore[attr-defined]
     markdown, html = _body(body)
+    await _check_flood(thread.course_id, acting_user)  # type: ignore[attr-defined]
     now = utcnow()
     async with in_transaction():
         post = await Post.create(
@@ -205,13 +246,21 @@ async def reply(
 
 
 async def edit_post(
-    post: Post, *, body: str, title: str | None = None, acting_user: User
+    post: Post, *, body: str, title: str | None = None, acting_user: User,
+    rule_code: str = "", reason: str = "",
 ) -> Post:
-    """Change a post's text (and the thread title for an opening post), keeping a revision."""
+    """Change a post's text (and the thread title for an opening post), keeping a revision.
+
+    Staff editing someone else's post is a moderation act: it cites a rule and a reason and
+    is logged with the edit.
+    """
     thread = await Thread.get(id=post.thread_id)  # type: ignore[attr-defined]
     role = await _role(thread.course_id, acting_user)  # type: ignore[attr-defined]
     if not post.can_be_edited_by(acting_user, role):
         raise PermissionDenied("You can edit only your own posts.")
+    moderating = not post.is_by(acting_user)
+    if not moderating:
+        await _check_may_write(thread.course_id, acting_user)  # type: ignore[attr-defined]
     errors: dict[str, str] = {}
     new_title = thread.title
     if title is not None and post.is_opening:
@@ -238,6 +287,13 @@ async def edit_post(
             body_markdown=markdown, body_html=html, edited_at=now,
             revision_count=post.revision_count + 1,
         )
+        if moderating:
+            from moderation.actions import log_staff_edit
+
+            await log_staff_edit(
+                post, thread, rule_code=rule_code, reason=reason, acting_user=acting_user,
+                old_text=post.body_markdown, new_text=markdown,
+            )
         if new_title != thread.title:
             await Thread.filter(id=thread.id).update(title=new_title)
             # Every post of the thread carries its title in the index.
@@ -277,6 +333,7 @@ async def set_vote(post: Post, *, up: bool, acting_user: User) -> Post:
         if post.is_by(acting_user):
             raise PermissionDenied("You cannot vote on your own post.")
         raise PermissionDenied("Join the course to vote.")
+    await _check_may_write(thread.course_id, acting_user)  # type: ignore[attr-defined]
     async with in_transaction():
         if up:
             try:

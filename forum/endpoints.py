@@ -239,7 +239,10 @@ async def get_post(request: Request) -> Response:
     course, user, role = await _member(request)
     post = await _post_of(course, request.path_params["post_id"])
     view = await post_view(post, user, role)
-    revisions = await Revision.filter(post_id=post.id).order_by("id").select_related("editor")
+    revisions = (
+        await Revision.filter(post_id=post.id).order_by("id").select_related("editor")
+        if view.body_visible else []
+    )
     detail = PostDetailOut(
         **post_out(view).model_dump(),
         revisions=[

@@ -13,6 +13,14 @@ ANONYMOUS_LABEL = "Anonymous learner"
 DELETED_USER_LABEL = "Deleted user"
 
 
+class PostState(StrEnum):
+    VISIBLE = "visible"
+    # Others see a notice (time, rule, reason); the author and the course's staff see the text.
+    HIDDEN = "hidden"
+    # Only the course's staff see the text, kept for appeals.
+    REMOVED = "removed"
+
+
 class ThreadKind(StrEnum):
     DISCUSSION = "discussion"
     QUESTION = "question"
@@ -102,6 +110,9 @@ class Post(Model):
     deleted_at = fields.DatetimeField(null=True)
     is_endorsed = fields.BooleanField(default=False)
     vote_count = fields.IntField(default=0)
+    state = fields.CharEnumField(PostState, default=PostState.VISIBLE, max_length=16)
+    # The log entry that put the post in its current state (None while visible).
+    state_seq = fields.BigIntField(null=True)
 
     class Meta:
         table = "agora_post"

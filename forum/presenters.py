@@ -19,6 +19,7 @@ from forum.models import (
     DELETED_USER_LABEL,
     Forum,
     Post,
+    PostState,
     Subscription,
     Thread,
     ThreadKind,
@@ -58,6 +59,45 @@ def is_answer(post: Post) -> bool:
 
 
 @dataclass(slots=True)
+class ModerationNote:
+    """Why a post is hidden or removed, shown to everyone who can see the thread."""
+
+    act: str
+    seq: int
+    at: datetime
+    rule_code: str
+    rule_text: str
+    reason: str
+
+
+def body_is_visible(post: Post, viewer: User | None, role: Role | None) -> bool:
+    """Hidden posts stay readable for their author and staff; removed ones for staff only."""
+    if post.is_deleted:
+        return False
+    if post.state == PostState.VISIBLE or is_staff(viewer, role):
+        return True
+    return post.state == PostState.HIDDEN and post.is_by(viewer)
+
+
+async def moderation_notes(posts: list[Post], course_id: int) -> dict[int, ModerationNote]:
+    """The log entry behind each hidden or removed post, with its rule's text."""
+    from moderation.models import LogEntry, Rule
+
+    seqs = {p.state_seq: p.id for p in posts if p.state != PostState.VISIBLE and p.state_seq is not None}
+    if not seqs:
+        return {}
+    entries = await LogEntry.filter(seq__in=list(seqs))
+    rules = dict(await Rule.filter(course_id=course_id).values_list("code", "text"))
+    return {
+        seqs[e.seq]: ModerationNote(
+            act=e.act, seq=e.seq, at=e.created_at, rule_code=e.rule_code,
+            rule_text=str(rules.get(e.rule_code, "")), reason=e.reason,
+        )
+        for e in entries
+    }
+
+
+@dataclass(slots=True)
 class PostView:
     id: int
     thread_id: int
@@ -81,6 +121,9 @@ class PostView:
     is_accepted: bool
     can_accept: bool
     can_endorse: bool = False
+    state: str = PostState.VISIBLE.value
+    body_visible: bool = True
+    note: ModerationNote | None = None
     replies: list[PostView] = field(default_factory=list)
 
 
@@ -158,6 +201,7 @@ class ThreadPage:
     can_reply: bool
     can_accept: bool
     last_seen_at: datetime | None
+    can_moderate: bool = False
 
 
 async def thread_page(
@@ -188,16 +232,19 @@ async def thread_page(
     last_seen = visit.last_seen_at if visit else None
     can_accept = thread.can_accept_answer(viewer, role)
     staff = is_staff(viewer, role)
+    notes = await moderation_notes(shown, thread.course_id)  # type: ignore[attr-defined]
 
     def view(post: Post) -> PostView:
         deleted = post.is_deleted
+        readable = body_is_visible(post, viewer, role)
         return PostView(
             id=post.id, thread_id=thread.id,
             parent_id=post.parent_id,  # type: ignore[attr-defined]
             is_opening=post.is_opening,
             author=author_for(post.author, post.is_anonymous, viewer, role),
-            body_html=wrap_user_html(post.body_html) if not deleted else Markup(""),
-            body_markdown=post.body_markdown,
+            body_html=wrap_user_html(post.body_html) if readable else Markup(""),
+            body_markdown=post.body_markdown if readable else "",
+            state=PostState(post.state).value, body_visible=readable, note=notes.get(post.id),
             created_at=post.created_at, edited_at=post.edited_at,
             revision_count=post.revision_count, is_deleted=deleted,
             is_endorsed=post.is_endorsed, vote_count=post.vote_count, voted=post.id in voted,
@@ -207,7 +254,7 @@ async def thread_page(
             can_delete=post.can_be_deleted_by(viewer),
             can_vote=post.can_be_voted_on_by(viewer, role),
             is_accepted=thread.accepted_post_id == post.id,
-            can_accept=can_accept and is_answer(post) and not deleted,
+            can_accept=can_accept and is_answer(post) and not deleted and readable,
             can_endorse=staff and not deleted,
         )
 
@@ -219,7 +266,7 @@ async def thread_page(
     return ThreadPage(
         thread=thread, forum=forum, opening=view(opening), posts=answer_views, page=page,
         subscribed=subscribed, can_reply=thread.can_be_replied_to_by(viewer, role),
-        can_accept=can_accept, last_seen_at=last_seen,
+        can_accept=can_accept, last_seen_at=last_seen, can_moderate=staff,
     )
 
 
@@ -229,13 +276,17 @@ async def post_view(post: Post, viewer: User, role: Role | None) -> PostView:
     await post.fetch_related("author")
     voted = await Vote.filter(user_id=viewer.id, post_id=post.id).exists()
     can_accept = thread.can_accept_answer(viewer, role)
+    readable = body_is_visible(post, viewer, role)
+    notes = await moderation_notes([post], thread.course_id)  # type: ignore[attr-defined]
     return PostView(
         id=post.id, thread_id=thread.id,
         parent_id=post.parent_id,  # type: ignore[attr-defined]
         is_opening=post.is_opening,
         author=author_for(post.author, post.is_anonymous, viewer, role),
-        body_html=wrap_user_html(post.body_html) if not post.is_deleted else Markup(""),
-        body_markdown=post.body_markdown, created_at=post.created_at, edited_at=post.edited_at,
+        body_html=wrap_user_html(post.body_html) if readable else Markup(""),
+        body_markdown=post.body_markdown if readable else "",
+        state=PostState(post.state).value, body_visible=readable, note=notes.get(post.id),
+        created_at=post.created_at, edited_at=post.edited_at,
         revision_count=post.revision_count, is_deleted=post.is_deleted,
         is_endorsed=post.is_endorsed, vote_count=post.vote_count, voted=voted, is_new=False,
         is_own=post.is_by(viewer), can_edit=post.can_be_edited_by(viewer, role),

@@ -10,13 +10,21 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from core.access import course_member
-from core.errors import ActionError, NotFound
+from core.errors import ActionError, NotFound, PermissionDenied
 from core.models import Course, Role, User
 from core.templating import is_htmx, render
 from core.views import form_fields
 from forum import actions
+from moderation.actions import ensure_default_rules
 from forum.models import Forum, Post, Revision, Thread, ThreadKind
-from forum.presenters import Author, author_for, course_forums, thread_page, thread_summaries
+from forum.presenters import (
+    Author,
+    author_for,
+    body_is_visible,
+    course_forums,
+    thread_page,
+    thread_summaries,
+)
 
 
 def _page_number(request: Request, values: dict[str, str] | None = None) -> int:
@@ -169,6 +177,7 @@ async def edit_post(request: Request) -> Response:
             await actions.edit_post(
                 post, body=values.get("body", ""),
                 title=values.get("title") if post.is_opening else None, acting_user=user,
+                rule_code=values.get("rule", ""), reason=values.get("reason", ""),
             )
         except ActionError as error:
             errors, message, status = error.fields, error.message, error.status_code
@@ -182,10 +191,13 @@ async def edit_post(request: Request) -> Response:
             )
     elif not post.can_be_edited_by(user, role):
         raise ActionError("You can edit only your own posts.")
+    moderating = not post.is_by(user)
+    rules = await ensure_default_rules(course) if moderating else []
     return render(
         request, "forum/edit.html",
         {"course": course, "thread": thread, "post": post, "values": values,
-         "errors": errors, "message": message, "page": page},
+         "errors": errors, "message": message, "page": page, "moderating": moderating,
+         "rules": rules},
         block="edit_form", status_code=status,
     )
 
@@ -276,6 +288,8 @@ async def history(request: Request) -> Response:
     post = await _post(course, request.path_params["post_id"])
     thread = await Thread.get(id=post.thread_id)  # type: ignore[attr-defined]
     await post.fetch_related("author")
+    if not body_is_visible(post, user, role):
+        raise PermissionDenied("This post is hidden or removed, so its history is not shown.")
     revisions = await Revision.filter(post_id=post.id).order_by("id").select_related("editor")
     later_texts = [r.previous_markdown for r in revisions[1:]] + [post.body_markdown]
     later_titles = [r.previous_title for r in revisions[1:]] + [thread.title]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from core.models import Course, OutboxEvent
 from forum.markup import plain_text
-from forum.models import Post, Thread, ThreadKind
+from forum.models import Post, PostState, Thread, ThreadKind
 from search import service
 from search.backends import PostDocument
 
@@ -20,7 +20,8 @@ def document_id(post_id: int) -> str:
 
 
 def is_indexable(post: Post) -> bool:
-    return not post.is_deleted
+    """Only what every member of the course may read goes into the index."""
+    return not post.is_deleted and post.state == PostState.VISIBLE
 
 
 def to_document(post: Post, thread: Thread, course: Course) -> PostDocument:

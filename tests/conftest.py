@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -115,10 +116,23 @@ async def backend(request: pytest.FixtureRequest, data_dir: Path) -> AsyncIterat
 
 
 async def reset_tables() -> None:
-    """Empty every table between tests (the migration record stays)."""
+    """Empty every table between tests (the migration record stays).
+
+    The log's append-only triggers are taken off for the clean-up and put back.
+    """
     from tortoise.connection import get_connection
 
+    from moderation import triggers
+
     connection = get_connection("default")
+    await triggers.remove(connection)
+    try:
+        await _delete_all_rows(connection)
+    finally:
+        await triggers.install(connection)
+
+
+async def _delete_all_rows(connection: Any) -> None:
     if connection.capabilities.dialect == "postgres":
         _, rows = await connection.execute_query(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
@@ -132,8 +146,8 @@ async def reset_tables() -> None:
         "SELECT name FROM sqlite_master WHERE type = 'table' "
         "AND name NOT IN ('tortoise_migrations') AND name NOT LIKE 'sqlite_%'"
     )
-    statements = [f'DELETE FROM "{row["name"]}";' for row in rows]
-    await connection.execute_script("PRAGMA foreign_keys = OFF;" + "".join(statements) + "PRAGMA foreign_keys = ON;")
+    statements = "".join(f'DELETE FROM "{row["name"]}";' for row in rows)
+    await connection.execute_script(f"PRAGMA foreign_keys = OFF;{statements}PRAGMA foreign_keys = ON;")
 
 
 @pytest.fixture
