@@ -213,9 +213,13 @@ def tokens_create(username: str, name: str) -> None:
 
 
 def _attach_subcommands() -> None:
+    from moderation.cli import audit
     from peer_review.cli import peer
+    from search.cli import search
 
+    main.add_command(audit)
     main.add_command(peer)
+    main.add_command(search)
 
 
 _attach_subcommands()
