@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from core import jobs
@@ -227,7 +228,7 @@ async def reply(
             body_markdown=markdown, body_html=html,
         )
         await Thread.filter(id=thread.id).update(
-            reply_count=thread.reply_count + 1, last_activity_at=now
+            reply_count=F("reply_count") + 1, last_activity_at=now
         )
         try:
             async with in_transaction():
@@ -285,7 +286,7 @@ async def edit_post(
         )
         await Post.filter(id=post.id).update(
             body_markdown=markdown, body_html=html, edited_at=now,
-            revision_count=post.revision_count + 1,
+            revision_count=F("revision_count") + 1,
         )
         if moderating:
             from moderation.actions import log_staff_edit
@@ -317,8 +318,15 @@ async def delete_own_post(post: Post, *, acting_user: User) -> Post:
             deleted_at=now, body_markdown="", body_html="", revision_count=0
         )
         if not post.is_opening:
-            thread = await Thread.get(id=post.thread_id)  # type: ignore[attr-defined]
-            await Thread.filter(id=thread.id).update(reply_count=max(0, thread.reply_count - 1))
+            await Thread.filter(id=post.thread_id, reply_count__gt=0).update(  # type: ignore[attr-defined]
+                reply_count=F("reply_count") - 1
+            )
+        # A withdrawn answer cannot stay the accepted one: the question is open again.
+        unaccepted = await Thread.filter(
+            id=post.thread_id, accepted_post_id=post.id  # type: ignore[attr-defined]
+        ).update(accepted_post_id=None)
+        if unaccepted:
+            await jobs.enqueue("search.index_thread", {"thread_id": post.thread_id})  # type: ignore[attr-defined]
         await _changed(post.id)
     post.deleted_at, post.body_markdown, post.body_html = now, "", ""
     await jobs.wake()
@@ -353,7 +361,8 @@ async def accept_answer(thread: Thread, post: Post | None, *, acting_user: User)
     """Mark (or with None, clear) the accepted answer of a question."""
     role = await _role(thread.course_id, acting_user)  # type: ignore[attr-defined]
     if not thread.can_accept_answer(acting_user, role):
-        if thread.kind != ThreadKind.QUESTION:
+        may_act = role is not None or acting_user.is_admin
+        if thread.kind != ThreadKind.QUESTION and may_act:
             raise InvalidInput("Only questions have accepted answers.")
         raise PermissionDenied("Only the asker or the course's staff can accept an answer.")
     if post is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from math import ceil
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from forum import actions
 from moderation.actions import ensure_default_rules
 from forum.models import Forum, Post, Revision, Thread, ThreadKind
 from forum.presenters import (
+    POSTS_PER_PAGE,
     Author,
     author_for,
     body_is_visible,
@@ -157,6 +159,10 @@ async def reply(request: Request) -> Response:
             status_code=error.status_code, errors=error.fields, message=error.message,
             values=values,
         )
+    if post.parent_id is None:  # type: ignore[attr-defined]
+        # A new answer comes last: show the page it landed on, not the one the form was on.
+        answers = await Post.filter(thread_id=thread.id, parent_id=None, is_opening=False).count()
+        page = max(1, ceil(answers / POSTS_PER_PAGE))
     if is_htmx(request):
         return await _thread_response(request, course, thread, user, role, page_number=page)
     return RedirectResponse(_after_post(request, course, thread, post.id, page), status_code=303)
@@ -190,7 +196,7 @@ async def edit_post(request: Request) -> Response:
                 _after_post(request, course, thread, post.id, page), status_code=303
             )
     elif not post.can_be_edited_by(user, role):
-        raise ActionError("You can edit only your own posts.")
+        raise PermissionDenied("You can edit only your own posts.")
     moderating = not post.is_by(user)
     rules = await ensure_default_rules(course) if moderating else []
     return render(
