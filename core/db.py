@@ -10,7 +10,7 @@ from tortoise.migrations.api import migrate as tortoise_migrate
 from core.settings import Settings
 
 # Apps in dependency order; each has its own models module and committed migrations package.
-APPS: tuple[str, ...] = ("core", "forum", "moderation")
+APPS: tuple[str, ...] = ("core", "forum", "moderation", "peer_review")
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:

@@ -22,7 +22,12 @@ log = logging.getLogger("agora.jobs")
 Handler = Callable[[OutboxEvent], Awaitable[None]]
 
 # Each of these modules has HANDLERS: dict[str, Handler]; kinds are "<package>.<what>".
-HANDLER_MODULES: tuple[str, ...] = ("core.tasks", "forum.tasks", "search.tasks")
+HANDLER_MODULES: tuple[str, ...] = (
+    "core.tasks",
+    "forum.tasks",
+    "search.tasks",
+    "peer_review.tasks",
+)
 MAX_ATTEMPTS = 25
 
 _handlers: dict[str, Handler] | None = None

@@ -32,6 +32,11 @@ class Act(StrEnum):
     CHANGE_ROLE = "change_role"
     RESOLVE_FLAG = "resolve_flag"
     DECIDE_APPEAL = "decide_appeal"
+    OVERRIDE_GRADE = "override_grade"
+    VOID_REVIEW = "void_review"
+    UPHOLD_REVIEW = "uphold_review"
+    STAFF_GRADE = "staff_grade"
+    PLAGIARISM_DECISION = "plagiarism_decision"
 
 
 class Source(StrEnum):
