@@ -19,11 +19,11 @@ async def course_member(request: Request) -> tuple[Course, User, Role | None]:
     role = await course.role_of(user)
     if not course.can_be_read_by(user, role):
         raise PermissionDenied("Join this course to see its forums.")
-    await _check_not_suspended(course, user)
+    await check_not_suspended(course, user)
     return course, user, role
 
 
-async def _check_not_suspended(course: Course, user: User) -> None:
+async def check_not_suspended(course: Course, user: User) -> None:
     from core.timeutil import utcnow
     from moderation.models import SanctionKind, active_sanction
 

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from core import actions, auth, ratelimit
+from core.access import check_not_suspended
 from core.errors import ActionError, InvalidInput, NotFound, PermissionDenied
 from core.models import Course, Enrolment, Membership, Notification, Role, User
 from core.templating import render
@@ -265,6 +266,7 @@ async def course_home(request: Request) -> Response:
             request, "core/course_join.html", {"course": course, "errors": {}, "message": ""},
             status_code=403,
         )
+    await check_not_suspended(course, user)
     counts = {
         r.value: await Membership.filter(course_id=course.id, role=r).count() for r in Role
     }

@@ -176,8 +176,12 @@ async def _set_post_state(
         PostState.REMOVED: {PostState.VISIBLE, PostState.HIDDEN},
         PostState.VISIBLE: {PostState.HIDDEN, PostState.REMOVED},
     }[new_state]
-    if old_state not in expected_from or post.is_deleted:
-        raise Conflict(f"This post is {old_state.value}; it cannot be {act.value.split('_')[0]}d now.")
+    if post.is_deleted:
+        raise Conflict("Its author deleted this post; there is nothing to moderate.")
+    if old_state not in expected_from:
+        done = {Act.HIDE_POST: "hidden", Act.REMOVE_POST: "removed",
+                Act.UNHIDE_POST: "unhidden", Act.RESTORE_POST: "restored"}[act]
+        raise Conflict(f"This post is {old_state.value}; it cannot be {done} now.")
     words = {
         Act.HIDE_POST: "was hidden from other learners",
         Act.REMOVE_POST: "was removed",
@@ -281,6 +285,7 @@ async def log_staff_edit(
 async def _thread_act(
     thread: Thread, act: Act, changes: dict[str, object], *, old_value: str, new_value: str,
     rule_code: str, reason: str, acting_user: User, reverses_seq: int | None = None,
+    source: Source = Source.MANUAL,
 ) -> LogEntry:
     course = await Course.get(id=thread.course_id)  # type: ignore[attr-defined]
     actor_role = await staff_role(course.id, acting_user)
@@ -290,7 +295,7 @@ async def _thread_act(
             course_id=course.id, actor_id=acting_user.id, actor_role=actor_role, act=act.value,
             target_type=TargetType.THREAD.value, target_id=thread.id,
             rule_code=citation.rule.code, reason=citation.reason, old_value=old_value,
-            new_value=new_value, reverses_seq=reverses_seq,
+            new_value=new_value, reverses_seq=reverses_seq, source=source.value,
         )
         await Thread.filter(id=thread.id).update(**changes)
         if act == Act.MOVE_THREAD:
@@ -310,7 +315,8 @@ async def _thread_act(
 
 
 async def lock_thread(thread: Thread, *, locked: bool, rule_code: str, reason: str,
-                      acting_user: User) -> LogEntry:
+                      acting_user: User, source: Source = Source.MANUAL,
+                      reverses_seq: int | None = None) -> LogEntry:
     """Lock a thread against new replies, or unlock it."""
     if thread.is_locked == locked:
         raise Conflict("The thread is already " + ("locked." if locked else "unlocked."))
@@ -318,7 +324,7 @@ async def lock_thread(thread: Thread, *, locked: bool, rule_code: str, reason: s
         thread, Act.LOCK_THREAD if locked else Act.UNLOCK_THREAD, {"is_locked": locked},
         old_value="locked" if thread.is_locked else "open",
         new_value="locked" if locked else "open", rule_code=rule_code, reason=reason,
-        acting_user=acting_user,
+        acting_user=acting_user, source=source, reverses_seq=reverses_seq,
     )
 
 
@@ -336,7 +342,8 @@ async def pin_thread(thread: Thread, *, pinned: bool, rule_code: str, reason: st
 
 
 async def move_thread(thread: Thread, forum: Forum, *, rule_code: str, reason: str,
-                      acting_user: User) -> LogEntry:
+                      acting_user: User, source: Source = Source.MANUAL,
+                      reverses_seq: int | None = None) -> LogEntry:
     """Move a thread to another forum of the same course."""
     if forum.course_id != thread.course_id:  # type: ignore[attr-defined]
         raise InvalidInput("Choose a forum of the same course.", fields={"forum": "other course"})
@@ -345,7 +352,8 @@ async def move_thread(thread: Thread, forum: Forum, *, rule_code: str, reason: s
     return await _thread_act(
         thread, Act.MOVE_THREAD, {"forum_id": forum.id},
         old_value=f"forum {thread.forum_id}", new_value=f"forum {forum.id}",  # type: ignore[attr-defined]
-        rule_code=rule_code, reason=reason, acting_user=acting_user,
+        rule_code=rule_code, reason=reason, acting_user=acting_user, source=source,
+        reverses_seq=reverses_seq,
     )
 
 
@@ -364,7 +372,11 @@ async def sanction_user(
 
     acting_user None is the system (an automatic rule); it still cites a rule and a reason.
     """
-    kind = SanctionKind(kind)
+    try:
+        kind = SanctionKind(kind)
+    except ValueError:
+        message = "Choose a warning, a silence or a suspension."
+        raise InvalidInput(message, fields={"kind": message}) from None
     if acting_user is None:
         actor_role, actor_id = SYSTEM_ROLE, None
     else:
@@ -413,6 +425,7 @@ async def lift_sanction(
     """End a silence or suspension early (or withdraw a warning)."""
     course = await Course.get(id=sanction.course_id)  # type: ignore[attr-defined]
     actor_role = await staff_role(course.id, acting_user)
+    await _check_over(course.id, acting_user, actor_role, sanction.user_id)  # type: ignore[attr-defined]
     if sanction.lifted_at is not None:
         raise Conflict("This sanction was already lifted.")
     citation = await _cite(course.id, rule_code, reason)
@@ -545,6 +558,11 @@ async def decide_appeal(
     if len(decision) < REASON_MIN:
         message = f"Write a decision of at least {REASON_MIN} characters; the appellant reads it."
         raise InvalidInput(message, fields={"decision": message})
+    # The reversal cites the original rule after the decision commits: check it still can.
+    if overturn and original.rule_code and not await Rule.filter(
+        course_id=original.course_id, code=original.rule_code, retired=False
+    ).exists():
+        raise Conflict(f"Rule {original.rule_code} is retired; bring it back before overturning.")
     notice = await Notice.get(id=appeal_row.notice_id)  # type: ignore[attr-defined]
     async with in_transaction():
         entry = await log.append(
@@ -559,12 +577,14 @@ async def decide_appeal(
             status=status, decided_at=entry.created_at, decided_by_id=acting_user.id,
             decision_text=decision, decision_seq=entry.seq,
         )
-        await jobs.enqueue(
-            "core.notify",
-            {"user_id": notice.user_id,  # type: ignore[attr-defined]
-             "kind": "appeal",
-             "message": f"Your appeal was decided: {status.value}. {decision}",
-             "link": "/me/standing"},
+        course = await Course.get(id=original.course_id)
+        rule = await Rule.get_or_none(course_id=course.id, code=original.rule_code)
+        await _notify(
+            user_id=notice.user_id,  # type: ignore[attr-defined]
+            course=course, entry=entry,
+            summary=f"Your appeal in {course.title} was decided: {status.value}. {decision}",
+            citation=Citation(rule=rule, reason=decision) if rule else None,
+            excerpt=notice.content_excerpt, appealable=False,
         )
     appeal_row.status = status
     await jobs.wake()
@@ -592,10 +612,12 @@ async def _reverse(original: LogEntry, *, decision: str, acting_user: User) -> N
         thread = await Thread.get(id=original.target_id)
         if thread.is_locked:
             await lock_thread(thread, locked=False, rule_code=original.rule_code, reason=reason,
-                              acting_user=acting_user)
+                              acting_user=acting_user, source=Source.APPEAL,
+                              reverses_seq=original.seq)
     elif act == Act.MOVE_THREAD:
         thread = await Thread.get(id=original.target_id)
         forum = await Forum.get(id=int(original.old_value.removeprefix("forum ")))
         if thread.forum_id != forum.id:  # type: ignore[attr-defined]
             await move_thread(thread, forum, rule_code=original.rule_code, reason=reason,
-                              acting_user=acting_user)
+                              acting_user=acting_user, source=Source.APPEAL,
+                              reverses_seq=original.seq)

@@ -7,15 +7,25 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
+from argon2 import PasswordHasher
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 
-from core import actions
+from core import actions, passwords
 from core.api import ApiRoute
 from core.models import ApiToken, Course, Membership, Notification, Role, User
 from core.timeutil import utcnow
 from tests.conftest import drain_jobs
 from tests.factories import make_course, make_user
+
+
+@pytest.fixture(autouse=True)
+def quick_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cheap argon2 parameters: these tests are about the web layer, not the hash's cost."""
+    quick = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(passwords, "_hasher", quick)
+    monkeypatch.setattr(passwords, "_DUMMY_HASH", quick.hash("agora-timing-equaliser"))
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -18,9 +18,10 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from starlette.applications import Starlette
 
-from core import actions, ratelimit
+from core import actions, passwords, ratelimit
 from core.models import AuthSession, Course, Membership, Role, User
 from core.settings import Settings
 from core.timeutil import utcnow
@@ -70,6 +71,14 @@ def cookie_attributes(line: str) -> dict[str, str]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(autouse=True)
+def quick_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cheap argon2 parameters: these tests are about the web layer, not the hash's cost."""
+    quick = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(passwords, "_hasher", quick)
+    monkeypatch.setattr(passwords, "_DUMMY_HASH", quick.hash("agora-timing-equaliser"))
 
 
 @pytest.fixture
