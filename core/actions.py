@@ -25,7 +25,9 @@ RESERVED_USERNAMES = frozenset({"admin", "system", "anonymous", "deleted", "agor
 RESERVED_SLUGS = frozenset({"new", "join"})
 
 
-def _clean_text(value: str, *, field: str, label: str, max_length: int, required: bool = True) -> str:
+def _clean_text(
+    value: str, *, field: str, label: str, max_length: int, required: bool = True
+) -> str:
     value = unicodedata.normalize("NFC", value or "").strip()
     value = "".join(ch for ch in value if unicodedata.category(ch) != "Cc")
     if required and not value:
@@ -40,7 +42,9 @@ def normalize_username(username: str) -> str:
     return unicodedata.normalize("NFKC", username or "").strip().lower()
 
 
-def _check_new_user(username: str, display_name: str, password: str, email: str | None) -> dict[str, str]:
+def _check_new_user(
+    username: str, display_name: str, password: str, email: str | None
+) -> dict[str, str]:
     problems: dict[str, str] = {}
     if not USERNAME_RE.fullmatch(username):
         problems["username"] = (
@@ -101,7 +105,9 @@ async def check_credentials(*, username: str, password: str) -> User:
     user = await User.get_or_none(username=normalize_username(username))
     ok = verify_password(user.password_hash if user else None, password or "")
     if user is None or not ok:
-        raise InvalidInput("Wrong username or password.", fields={"password": "Wrong username or password."})
+        raise InvalidInput(
+            "Wrong username or password.", fields={"password": "Wrong username or password."}
+        )
     if not user.is_active:
         raise PermissionDenied("This account is suspended. Contact the site administrators.")
     if needs_rehash(user.password_hash):
@@ -180,7 +186,9 @@ async def create_course(
     return course
 
 
-async def join_course(*, course: Course | None = None, invite_code: str = "", acting_user: User) -> Membership:
+async def join_course(
+    *, course: Course | None = None, invite_code: str = "", acting_user: User
+) -> Membership:
     """Join as a learner, by invite code or through open enrolment."""
     code = re.sub(r"[\s-]", "", invite_code or "").upper()
     if course is None:
@@ -225,7 +233,11 @@ async def set_member_role(
         membership = await Membership.get_or_none(course_id=course.id, user_id=member.id)
         if membership is not None and membership.role == role:
             return membership
-        if membership is not None and membership.role == Role.INSTRUCTOR and role != Role.INSTRUCTOR:
+        if (
+            membership is not None
+            and membership.role == Role.INSTRUCTOR
+            and role != Role.INSTRUCTOR
+        ):
             others = await Membership.filter(
                 course_id=course.id, role=Role.INSTRUCTOR, id__not=membership.id
             ).count()

@@ -157,8 +157,12 @@ def openapi_document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
         params = re.findall(r"\{(\w+)(?::(\w+))?\}", raw_path)
         if params:
             operation["parameters"] = [
-                {"name": name, "in": "path", "required": True,
-                 "schema": {"type": "integer" if converter == "int" else "string"}}
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer" if converter == "int" else "string"},
+                }
                 for name, converter in params
             ]
         if route.body is not None:
@@ -176,8 +180,12 @@ def openapi_document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
         error = {
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
         }
-        for status, text in (("401", "No or bad token"), ("403", "Not allowed"),
-                             ("404", "Not found"), ("422", "Invalid input")):
+        for status, text in (
+            ("401", "No or bad token"),
+            ("403", "Not allowed"),
+            ("404", "Not found"),
+            ("422", "Invalid input"),
+        ):
             if status == "401" and route.public:
                 continue
             operation["responses"][status] = {"description": text, **error}

@@ -14,12 +14,12 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from core.runtime import start, stop
-from core.errors import ActionError, NotAuthenticated
-from core.middleware import AuthMiddleware, CsrfMiddleware, SecurityHeadersMiddleware, wants_json
 from core import routes as core_routes
+from core.errors import ActionError, NotAuthenticated
 from core.guards import CourseStaffGuard
+from core.middleware import AuthMiddleware, CsrfMiddleware, SecurityHeadersMiddleware, wants_json
 from core.models import Role
+from core.runtime import start, stop
 from core.settings import Settings, load_settings
 from core.templating import STATIC_DIR, render
 from search.backends import SearchBackend
@@ -46,23 +46,30 @@ def all_routes() -> list[BaseRoute]:
         *collect("routes"),
         *collect("api_routes"),
         Mount(
-            "/courses/{slug}/staff", routes=collect("staff_routes"),
-            middleware=[Middleware(CourseStaffGuard, roles=INSTRUCTORS)], name="staff",
+            "/courses/{slug}/staff",
+            routes=collect("staff_routes"),
+            middleware=[Middleware(CourseStaffGuard, roles=INSTRUCTORS)],
+            name="staff",
         ),
         Mount(
-            "/courses/{slug}/moderate", routes=collect("moderate_routes"),
-            middleware=[Middleware(CourseStaffGuard, roles=STAFF)], name="moderate",
+            "/courses/{slug}/moderate",
+            routes=collect("moderate_routes"),
+            middleware=[Middleware(CourseStaffGuard, roles=STAFF)],
+            name="moderate",
         ),
         Mount(
-            "/api/v1/courses/{slug}/staff", routes=collect("api_staff_routes"),
-            middleware=[Middleware(CourseStaffGuard, roles=INSTRUCTORS)], name="api_staff",
+            "/api/v1/courses/{slug}/staff",
+            routes=collect("api_staff_routes"),
+            middleware=[Middleware(CourseStaffGuard, roles=INSTRUCTORS)],
+            name="api_staff",
         ),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
     ]
 
 
-def _error_response(request: Request, status: int, code: str, message: str,
-                    fields: dict[str, str] | None = None) -> Response:
+def _error_response(
+    request: Request, status: int, code: str, message: str, fields: dict[str, str] | None = None
+) -> Response:
     if wants_json(request.scope):
         body = {"error": {"code": code, "message": message, "fields": fields or {}}}
         return JSONResponse(body, status_code=status)
@@ -97,12 +104,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _error_response(
-        request, 500, "server_error",
+        request,
+        500,
+        "server_error",
         "Something went wrong on our side. Nothing you sent was lost; please try again.",
     )
 
 
-def create_app(settings: Settings | None = None, *, search: SearchBackend | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, *, search: SearchBackend | None = None
+) -> Starlette:
     """Build the web application; the lifespan opens the database and the job dispatcher."""
     settings = settings or load_settings()
 

@@ -74,8 +74,13 @@ def serve(host: str, port: int, workers: int) -> None:
             click.echo(f"(saved in {path})")
     click.echo(f"Agora is at http://{host}:{port}/")
     uvicorn.run(
-        "core.app:create_app", factory=True, host=host, port=port, workers=workers,
-        proxy_headers=True, log_level="info",
+        "core.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_level="info",
     )
 
 
@@ -119,7 +124,9 @@ def demo() -> None:
 
     async def work() -> Any:
         if not await database_is_empty():
-            raise click.ClickException("The database already has users; demo data is for a new site.")
+            raise click.ClickException(
+                "The database already has users; demo data is for a new site."
+            )
         return await load_demo(settings)
 
     path = _with_database(settings, work)
@@ -139,8 +146,12 @@ def users() -> None:
 @click.option("--instructor", is_flag=True, help="May create courses.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_create(
-    username: str, display_name: str | None, email: str | None, admin: bool,
-    instructor: bool, password_stdin: bool,
+    username: str,
+    display_name: str | None,
+    email: str | None,
+    admin: bool,
+    instructor: bool,
+    password_stdin: bool,
 ) -> None:
     """Create an account."""
     from core import actions
@@ -155,8 +166,13 @@ def users_create(
 
     async def work() -> Any:
         return await actions.create_user(
-            username=username, display_name=display_name or username, password=password,
-            email=email, is_admin=admin, can_create_courses=instructor, acting_user=None,
+            username=username,
+            display_name=display_name or username,
+            password=password,
+            email=email,
+            is_admin=admin,
+            can_create_courses=instructor,
+            acting_user=None,
         )
 
     try:

@@ -62,15 +62,21 @@ async def _demo_forums(course: Course, users: dict[str, User]) -> None:
 
     ada, alan, barbara, grace = users["ada"], users["alan"], users["barbara"], users["grace"]
     general = await forum_actions.create_forum(
-        course, title="General discussion", description="Anything about the course.",
+        course,
+        title="General discussion",
+        description="Anything about the course.",
         acting_user=ada,
     )
     await forum_actions.create_forum(
-        course, title="Week 1: The night sky", description="Questions about the first week.",
+        course,
+        title="Week 1: The night sky",
+        description="Questions about the first week.",
         acting_user=ada,
     )
     question = await forum_actions.start_thread(
-        general, kind="question", title="Why do stars twinkle but planets mostly don't?",
+        general,
+        kind="question",
+        title="Why do stars twinkle but planets mostly don't?",
         body="I noticed Jupiter looked *steady* last night while the stars around it "
         "flickered. Is that the atmosphere?",
         acting_user=alan,
@@ -82,7 +88,10 @@ async def _demo_forums(course: Course, users: dict[str, User]) -> None:
         acting_user=grace,
     )
     await forum_actions.reply(
-        question, body="Does that mean planets twinkle near the horizon?", parent=answer,
-        anonymous=True, acting_user=barbara,
+        question,
+        body="Does that mean planets twinkle near the horizon?",
+        parent=answer,
+        anonymous=True,
+        acting_user=barbara,
     )
     await forum_actions.accept_answer(question, answer, acting_user=alan)

@@ -94,8 +94,8 @@ async def me(request: Request) -> Response:
 
 async def my_courses(request: Request) -> Response:
     user = api_user(request)
-    memberships = await Membership.filter(user_id=user.id).select_related("course").order_by(
-        "course__title"
+    memberships = (
+        await Membership.filter(user_id=user.id).select_related("course").order_by("course__title")
     )
     return json_response(
         [
@@ -109,8 +109,11 @@ async def create_course(request: Request) -> Response:
     user = api_user(request)
     body = await parse_body(request, CourseIn)
     course = await actions.create_course(
-        title=body.title, description=body.description, slug=body.slug,
-        enrolment=body.enrolment, acting_user=user,
+        title=body.title,
+        description=body.description,
+        slug=body.slug,
+        enrolment=body.enrolment,
+        acting_user=user,
     )
     return json_response(course_out(course, Role.INSTRUCTOR, show_code=True), status_code=201)
 
@@ -133,8 +136,10 @@ async def _course(request: Request) -> Course:
 async def list_members(request: Request) -> Response:
     """Guarded: course instructors only."""
     course: Course = request.state.course
-    rows = await Membership.filter(course_id=course.id).select_related("user").order_by(
-        "user__username"
+    rows = (
+        await Membership.filter(course_id=course.id)
+        .select_related("user")
+        .order_by("user__username")
     )
     return json_response([member_out(m) for m in rows])
 

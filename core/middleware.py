@@ -63,7 +63,10 @@ async def _send_error(scope: Scope, send: Send, status: int, code: str, message:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -202,9 +205,7 @@ class CsrfMiddleware:
     async def _check_token(
         self, scope: Scope, receive: Receive, expected: str, fresh: bool
     ) -> tuple[Receive, str | None]:
-        expired = (
-            "This form has expired or came from another site. Reload the page and try again."
-        )
+        expired = "This form has expired or came from another site. Reload the page and try again."
         if fresh:
             return receive, expired
         sent = Headers(scope=scope).get(CSRF_HEADER)
@@ -212,7 +213,9 @@ class CsrfMiddleware:
             ok = hmac.compare_digest(sent, expected)
             return receive, None if ok else expired
         content_type = Headers(scope=scope).get("content-type", "")
-        if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        if not content_type.startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")
+        ):
             return receive, expired
         body, too_large = await _read_body(receive)
         if too_large:

@@ -26,17 +26,45 @@ routes: list[BaseRoute] = [
 ]
 
 api_routes: list[BaseRoute] = [
-    ApiRoute("/api/v1/openapi.json", endpoints.openapi, method="GET", public=True,
-             summary="This document."),
-    ApiRoute("/api/v1/me", endpoints.me, method="GET", response=endpoints.MeOut,
-             summary="The account the token belongs to."),
-    ApiRoute("/api/v1/courses", endpoints.my_courses, method="GET", response=endpoints.CourseOut,
-             many=True, summary="Courses I belong to, with my role."),
-    ApiRoute("/api/v1/courses", endpoints.create_course, method="POST", body=endpoints.CourseIn,
-             response=endpoints.CourseOut, status_code=201,
-             summary="Create a course; I become its instructor."),
-    ApiRoute("/api/v1/courses/join", endpoints.join, method="POST", body=endpoints.JoinIn,
-             response=endpoints.CourseOut, summary="Join a course with its invite code."),
+    ApiRoute(
+        "/api/v1/openapi.json",
+        endpoints.openapi,
+        method="GET",
+        public=True,
+        summary="This document.",
+    ),
+    ApiRoute(
+        "/api/v1/me",
+        endpoints.me,
+        method="GET",
+        response=endpoints.MeOut,
+        summary="The account the token belongs to.",
+    ),
+    ApiRoute(
+        "/api/v1/courses",
+        endpoints.my_courses,
+        method="GET",
+        response=endpoints.CourseOut,
+        many=True,
+        summary="Courses I belong to, with my role.",
+    ),
+    ApiRoute(
+        "/api/v1/courses",
+        endpoints.create_course,
+        method="POST",
+        body=endpoints.CourseIn,
+        response=endpoints.CourseOut,
+        status_code=201,
+        summary="Create a course; I become its instructor.",
+    ),
+    ApiRoute(
+        "/api/v1/courses/join",
+        endpoints.join,
+        method="POST",
+        body=endpoints.JoinIn,
+        response=endpoints.CourseOut,
+        summary="Join a course with its invite code.",
+    ),
 ]
 
 staff_routes: list[BaseRoute] = [
@@ -44,9 +72,21 @@ staff_routes: list[BaseRoute] = [
 ]
 
 api_staff_routes: list[BaseRoute] = [
-    ApiRoute("/members", endpoints.list_members, method="GET", response=endpoints.MemberOut,
-             many=True, summary="The course's members (instructors only)."),
-    ApiRoute("/members", endpoints.add_member, method="POST", body=endpoints.MemberIn,
-             response=endpoints.MemberOut, status_code=201,
-             summary="Add a member with a role, or change a member's role (instructors only)."),
+    ApiRoute(
+        "/members",
+        endpoints.list_members,
+        method="GET",
+        response=endpoints.MemberOut,
+        many=True,
+        summary="The course's members (instructors only).",
+    ),
+    ApiRoute(
+        "/members",
+        endpoints.add_member,
+        method="POST",
+        body=endpoints.MemberIn,
+        response=endpoints.MemberOut,
+        status_code=201,
+        summary="Add a member with a role, or change a member's role (instructors only).",
+    ),
 ]

@@ -47,8 +47,8 @@ async def start(
     database = await open_database(settings)
     moderation_log.configure_signer(settings.data_dir)
     dispatcher = jobs.configure(settings.redis_url if queue else None)
-    backend = search_service.use(search) if search is not None else search_service.configure(
-        settings
+    backend = (
+        search_service.use(search) if search is not None else search_service.configure(settings)
     )
     try:
         await backend.ensure_ready()

@@ -21,7 +21,8 @@ SETTINGS_DOC: dict[str, str] = {
     "(default: SQLite file in the data folder).",
     "AGORA_REDIS_URL": "redis://host:port/db; when set, background jobs go to the arq worker "
     "(`agora worker`); when unset they run inside the web process.",
-    "AGORA_MEILI_URL": "http(s)://host:port of Meilisearch; when unset the embedded engine is used.",
+    "AGORA_MEILI_URL": "http(s)://host:port of Meilisearch; when unset the embedded engine "
+    "is used.",
     "AGORA_MEILI_KEY": "API key for Meilisearch.",
     "AGORA_SECRET_KEY": "Secret for signing tokens (at least 32 characters); generated into the "
     "data folder when unset.",

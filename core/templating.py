@@ -30,7 +30,9 @@ environment.globals["forms"] = environment.get_template("_forms.html").module
 
 def is_htmx(request: Request) -> bool:
     headers = request.headers
-    return headers.get("hx-request") == "true" and headers.get("hx-history-restore-request") != "true"
+    return (
+        headers.get("hx-request") == "true" and headers.get("hx-history-restore-request") != "true"
+    )
 
 
 def page_context(request: Request) -> dict[str, Any]:

@@ -105,8 +105,12 @@ async def signup(request: Request) -> Response:
     return render(
         request,
         "core/signup.html",
-        {"values": values, "errors": errors, "message": message,
-         "next": safe_next(request.query_params.get("next") or values.get("next"))},
+        {
+            "values": values,
+            "errors": errors,
+            "message": message,
+            "next": safe_next(request.query_params.get("next") or values.get("next")),
+        },
         status_code=status,
         headers=headers,
     )
@@ -137,7 +141,9 @@ async def login(request: Request) -> Response:
         try:
             for key in keys:
                 await ratelimit.check(
-                    key, limit=settings.login_rate_limit, window_seconds=LOGIN_WINDOW,
+                    key,
+                    limit=settings.login_rate_limit,
+                    window_seconds=LOGIN_WINDOW,
                     what="failed sign-in attempts",
                 )
             try:
@@ -157,8 +163,12 @@ async def login(request: Request) -> Response:
     return render(
         request,
         "core/login.html",
-        {"values": values, "errors": errors, "message": message,
-         "next": safe_next(request.query_params.get("next") or values.get("next"))},
+        {
+            "values": values,
+            "errors": errors,
+            "message": message,
+            "next": safe_next(request.query_params.get("next") or values.get("next")),
+        },
         status_code=status,
         headers=headers,
     )
@@ -179,17 +189,24 @@ async def course_list(request: Request) -> Response:
     user = current_user(request)
     if user is None:
         return login_redirect(request)
-    memberships = await Membership.filter(user_id=user.id).select_related("course").order_by(
-        "course__title"
+    memberships = (
+        await Membership.filter(user_id=user.id).select_related("course").order_by("course__title")
     )
-    open_courses = await Course.filter(enrolment=Enrolment.OPEN).exclude(
-        id__in=[m.course.id for m in memberships]
-    ).limit(50)
+    open_courses = (
+        await Course.filter(enrolment=Enrolment.OPEN)
+        .exclude(id__in=[m.course.id for m in memberships])
+        .limit(50)
+    )
     return render(
         request,
         "core/course_list.html",
-        {"memberships": memberships, "open_courses": open_courses, "join_errors": {},
-         "join_message": "", "join_values": {}},
+        {
+            "memberships": memberships,
+            "open_courses": open_courses,
+            "join_errors": {},
+            "join_message": "",
+            "join_values": {},
+        },
     )
 
 
@@ -207,8 +224,13 @@ async def join_with_code(request: Request) -> Response:
         return render(
             request,
             "core/course_list.html",
-            {"memberships": memberships, "open_courses": [], "join_errors": error.fields,
-             "join_message": error.message, "join_values": values},
+            {
+                "memberships": memberships,
+                "open_courses": [],
+                "join_errors": error.fields,
+                "join_message": error.message,
+                "join_values": values,
+            },
             block="join_form",
             status_code=error.status_code,
         )
@@ -244,8 +266,10 @@ async def course_new(request: Request) -> Response:
         else:
             return RedirectResponse(f"/courses/{course.slug}", status_code=303)
     return render(
-        request, "core/course_new.html",
-        {"values": values, "errors": errors, "message": message}, status_code=status,
+        request,
+        "core/course_new.html",
+        {"values": values, "errors": errors, "message": message},
+        status_code=status,
     )
 
 
@@ -263,18 +287,23 @@ async def course_home(request: Request) -> Response:
     course, role = await _course_and_role(request)
     if not course.can_be_read_by(user, role):
         return render(
-            request, "core/course_join.html", {"course": course, "errors": {}, "message": ""},
+            request,
+            "core/course_join.html",
+            {"course": course, "errors": {}, "message": ""},
             status_code=403,
         )
     await check_not_suspended(course, user)
-    counts = {
-        r.value: await Membership.filter(course_id=course.id, role=r).count() for r in Role
-    }
+    counts = {r.value: await Membership.filter(course_id=course.id, role=r).count() for r in Role}
     return render(
-        request, "core/course_home.html",
-        {"course": course, "role": role, "counts": counts,
-         "can_manage": course.can_be_managed_by(user, role),
-         "is_staff": user.is_admin or (role is not None and role.is_staff)},
+        request,
+        "core/course_home.html",
+        {
+            "course": course,
+            "role": role,
+            "counts": counts,
+            "can_manage": course.can_be_managed_by(user, role),
+            "is_staff": user.is_admin or (role is not None and role.is_staff),
+        },
     )
 
 
@@ -290,7 +319,8 @@ async def course_join(request: Request) -> Response:
         )
     except ActionError as error:
         return render(
-            request, "core/course_join.html",
+            request,
+            "core/course_join.html",
             {"course": course, "errors": error.fields, "message": error.message},
             status_code=error.status_code,
         )
@@ -298,8 +328,10 @@ async def course_join(request: Request) -> Response:
 
 
 async def _member_rows(course: Course) -> list[Membership]:
-    return await Membership.filter(course_id=course.id).select_related("user").order_by(
-        "role", "user__username"
+    return (
+        await Membership.filter(course_id=course.id)
+        .select_related("user")
+        .order_by("role", "user__username")
     )
 
 
@@ -323,13 +355,18 @@ async def members(request: Request) -> Response:
         context["values"] = values
         try:
             await actions.set_member_role(
-                course, username=values.get("username", ""), role=values.get("role", ""),
+                course,
+                username=values.get("username", ""),
+                role=values.get("role", ""),
                 acting_user=user,
             )
         except ActionError as error:
             context.update(errors=error.fields, message=error.message)
             return render(
-                request, "core/members.html", context, block="members",
+                request,
+                "core/members.html",
+                context,
+                block="members",
                 status_code=error.status_code,
             )
         context["members"] = await _member_rows(course)

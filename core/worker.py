@@ -31,7 +31,9 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
 def build_worker(settings: Settings, *, burst: bool = False) -> Worker:
     """An arq Worker wired to this deployment's database and Redis."""
     if not settings.redis_url:
-        raise ValueError("agora worker needs AGORA_REDIS_URL; without it jobs run in the web process")
+        raise ValueError(
+            "agora worker needs AGORA_REDIS_URL; without it jobs run in the web process"
+        )
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         # Jobs that cause more jobs deliver them right here, in the worker.

@@ -79,9 +79,14 @@ async def _check_flood(course_id: int, user: User) -> None:
         return
     course = await Course.get(id=course_id)
     await sanction_user(
-        course, user, SanctionKind.SILENCE, rule_code="R3",
+        course,
+        user,
+        SanctionKind.SILENCE,
+        rule_code="R3",
         reason=f"Automatic: more than {limit} posts within one minute.",
-        days=10 / 1440, acting_user=None, source=Source.AUTOMATIC,
+        days=10 / 1440,
+        acting_user=None,
+        source=Source.AUTOMATIC,
     )
     raise PermissionDenied(
         f"You posted more than {limit} times in a minute, so posting is paused for 10 minutes. "
@@ -94,7 +99,11 @@ async def _changed(post_id: int) -> None:
 
 
 async def create_forum(
-    course: Course, *, title: str, description: str = "", allow_anonymous: bool = True,
+    course: Course,
+    *,
+    title: str,
+    description: str = "",
+    allow_anonymous: bool = True,
     acting_user: User,
 ) -> Forum:
     """Add a forum at the end of the course's list (instructors)."""
@@ -110,8 +119,11 @@ async def create_forum(
         raise InvalidInput(message, fields={"description": message})
     last = await Forum.filter(course_id=course.id).order_by("-position").first()
     return await Forum.create(
-        course=course, title=title, description=(description or "").strip(),
-        allow_anonymous=allow_anonymous, position=(last.position + 1) if last else 0,
+        course=course,
+        title=title,
+        description=(description or "").strip(),
+        allow_anonymous=allow_anonymous,
+        position=(last.position + 1) if last else 0,
     )
 
 
@@ -153,7 +165,12 @@ async def move_forum(forum: Forum, *, up: bool, acting_user: User) -> list[Forum
 
 
 async def start_thread(
-    forum: Forum, *, kind: ThreadKind | str, title: str, body: str, anonymous: bool = False,
+    forum: Forum,
+    *,
+    kind: ThreadKind | str,
+    title: str,
+    body: str,
+    anonymous: bool = False,
     acting_user: User,
 ) -> Thread:
     """Open a discussion or ask a question; the author is subscribed to replies."""
@@ -184,12 +201,21 @@ async def start_thread(
     now = utcnow()
     async with in_transaction():
         thread = await Thread.create(
-            forum=forum, course_id=course_id, kind=kind, title=title, author=acting_user,
-            is_anonymous=anonymous, last_activity_at=now,
+            forum=forum,
+            course_id=course_id,
+            kind=kind,
+            title=title,
+            author=acting_user,
+            is_anonymous=anonymous,
+            last_activity_at=now,
         )
         post = await Post.create(
-            thread=thread, is_opening=True, author=acting_user, is_anonymous=anonymous,
-            body_markdown=markdown, body_html=html,
+            thread=thread,
+            is_opening=True,
+            author=acting_user,
+            is_anonymous=anonymous,
+            body_markdown=markdown,
+            body_html=html,
         )
         await Subscription.create(thread=thread, user=acting_user)
         await ThreadVisit.create(thread=thread, user=acting_user, last_seen_at=now)
@@ -199,7 +225,11 @@ async def start_thread(
 
 
 async def reply(
-    thread: Thread, *, body: str, parent: Post | None = None, anonymous: bool = False,
+    thread: Thread,
+    *,
+    body: str,
+    parent: Post | None = None,
+    anonymous: bool = False,
     acting_user: User,
 ) -> Post:
     """Reply to a thread, or to one of its top-level posts; subscribers are told."""
@@ -224,8 +254,12 @@ async def reply(
     now = utcnow()
     async with in_transaction():
         post = await Post.create(
-            thread=thread, parent=parent, author=acting_user, is_anonymous=anonymous,
-            body_markdown=markdown, body_html=html,
+            thread=thread,
+            parent=parent,
+            author=acting_user,
+            is_anonymous=anonymous,
+            body_markdown=markdown,
+            body_html=html,
         )
         await Thread.filter(id=thread.id).update(
             reply_count=F("reply_count") + 1, last_activity_at=now
@@ -247,8 +281,13 @@ async def reply(
 
 
 async def edit_post(
-    post: Post, *, body: str, title: str | None = None, acting_user: User,
-    rule_code: str = "", reason: str = "",
+    post: Post,
+    *,
+    body: str,
+    title: str | None = None,
+    acting_user: User,
+    rule_code: str = "",
+    reason: str = "",
 ) -> Post:
     """Change a post's text (and the thread title for an opening post), keeping a revision.
 
@@ -280,20 +319,29 @@ async def edit_post(
     now = utcnow()
     async with in_transaction():
         await Revision.create(
-            post=post, editor=acting_user, previous_markdown=post.body_markdown,
+            post=post,
+            editor=acting_user,
+            previous_markdown=post.body_markdown,
             previous_title=thread.title if post.is_opening else None,
             by_staff=not post.is_by(acting_user),
         )
         await Post.filter(id=post.id).update(
-            body_markdown=markdown, body_html=html, edited_at=now,
+            body_markdown=markdown,
+            body_html=html,
+            edited_at=now,
             revision_count=F("revision_count") + 1,
         )
         if moderating:
             from moderation.actions import log_staff_edit
 
             await log_staff_edit(
-                post, thread, rule_code=rule_code, reason=reason, acting_user=acting_user,
-                old_text=post.body_markdown, new_text=markdown,
+                post,
+                thread,
+                rule_code=rule_code,
+                reason=reason,
+                acting_user=acting_user,
+                old_text=post.body_markdown,
+                new_text=markdown,
             )
         if new_title != thread.title:
             await Thread.filter(id=thread.id).update(title=new_title)
@@ -323,7 +371,8 @@ async def delete_own_post(post: Post, *, acting_user: User) -> Post:
             )
         # A withdrawn answer cannot stay the accepted one: the question is open again.
         unaccepted = await Thread.filter(
-            id=post.thread_id, accepted_post_id=post.id  # type: ignore[attr-defined]
+            id=post.thread_id,
+            accepted_post_id=post.id,  # type: ignore[attr-defined]
         ).update(accepted_post_id=None)
         if unaccepted:
             await jobs.enqueue("search.index_thread", {"thread_id": post.thread_id})  # type: ignore[attr-defined]

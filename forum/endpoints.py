@@ -15,9 +15,9 @@ from core.models import Course, Role, User
 from forum import actions
 from forum.models import Forum, Post, Revision, Thread
 from forum.presenters import (
+    THREADS_PER_PAGE,
     Author,
     PostView,
-    THREADS_PER_PAGE,
     author_for,
     post_view,
     thread_page,
@@ -110,18 +110,28 @@ class VoteIn(BaseModel):
 
 def author_out(author: Author) -> AuthorOut:
     return AuthorOut(
-        name=author.name, username=author.handle,
+        name=author.name,
+        username=author.handle,
         anonymous_to_classmates=author.anonymous_to_classmates,
     )
 
 
 def post_out(view: PostView) -> PostOut:
     return PostOut(
-        id=view.id, thread_id=view.thread_id, parent_id=view.parent_id,
-        author=author_out(view.author), body_markdown=view.body_markdown,
-        body_html=str(view.body_html), created_at=view.created_at, edited_at=view.edited_at,
-        revision_count=view.revision_count, deleted=view.is_deleted, endorsed=view.is_endorsed,
-        votes=view.vote_count, voted=view.voted, accepted=view.is_accepted,
+        id=view.id,
+        thread_id=view.thread_id,
+        parent_id=view.parent_id,
+        author=author_out(view.author),
+        body_markdown=view.body_markdown,
+        body_html=str(view.body_html),
+        created_at=view.created_at,
+        edited_at=view.edited_at,
+        revision_count=view.revision_count,
+        deleted=view.is_deleted,
+        endorsed=view.is_endorsed,
+        votes=view.vote_count,
+        voted=view.voted,
+        accepted=view.is_accepted,
         replies=[post_out(reply) for reply in view.replies],
     )
 
@@ -144,18 +154,25 @@ def _int_param(request: Request, name: str, default: int | None) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        raise InvalidInput(f"{name} must be a whole number.", fields={name: "not a number"}) from None
+        raise InvalidInput(
+            f"{name} must be a whole number.", fields={name: "not a number"}
+        ) from None
 
 
 async def _thread_out(thread: Thread, user: User, role: Role | None) -> ThreadOut:
     await thread.fetch_related("author")
     return ThreadOut(
-        id=thread.id, forum_id=thread.forum_id,  # type: ignore[attr-defined]
-        kind=thread.kind.value, title=thread.title,
+        id=thread.id,
+        forum_id=thread.forum_id,  # type: ignore[attr-defined]
+        kind=thread.kind.value,
+        title=thread.title,
         author=author_out(author_for(thread.author, thread.is_anonymous, user, role)),
-        created_at=thread.created_at, last_activity_at=thread.last_activity_at,
-        reply_count=thread.reply_count, answered=thread.accepted_post_id is not None,
-        locked=thread.is_locked, pinned=thread.is_pinned,
+        created_at=thread.created_at,
+        last_activity_at=thread.last_activity_at,
+        reply_count=thread.reply_count,
+        answered=thread.accepted_post_id is not None,
+        locked=thread.is_locked,
+        pinned=thread.is_pinned,
     )
 
 
@@ -179,8 +196,11 @@ async def _detail(thread: Thread, user: User, role: Role | None, page: int) -> T
     data = await thread_page(thread, user, role, page)
     base = await _thread_out(thread, user, role)
     return ThreadDetailOut(
-        **base.model_dump(), opening=post_out(data.opening),
-        posts=[post_out(p) for p in data.posts], page=data.page.number, pages=data.page.count,
+        **base.model_dump(),
+        opening=post_out(data.opening),
+        posts=[post_out(p) for p in data.posts],
+        page=data.page.number,
+        pages=data.page.count,
     )
 
 
@@ -189,10 +209,15 @@ async def create_thread(request: Request) -> Response:
     body = await parse_body(request, ThreadIn)
     forum = await Forum.get_or_none(id=body.forum_id, course_id=course.id)
     if forum is None:
-        raise InvalidInput("There is no such forum in this course.",
-                           fields={"forum_id": "unknown forum"})
+        raise InvalidInput(
+            "There is no such forum in this course.", fields={"forum_id": "unknown forum"}
+        )
     thread = await actions.start_thread(
-        forum, kind=body.kind, title=body.title, body=body.body, anonymous=body.anonymous,
+        forum,
+        kind=body.kind,
+        title=body.title,
+        body=body.body,
+        anonymous=body.anonymous,
         acting_user=user,
     )
     return json_response(await _detail(thread, user, role, 1), status_code=201)
@@ -227,8 +252,9 @@ async def create_post(request: Request) -> Response:
     if body.parent_id is not None:
         parent = await Post.get_or_none(id=body.parent_id, thread_id=thread.id)
         if parent is None:
-            raise InvalidInput("There is no such post in this thread.",
-                               fields={"parent_id": "unknown post"})
+            raise InvalidInput(
+                "There is no such post in this thread.", fields={"parent_id": "unknown post"}
+            )
     post = await actions.reply(
         thread, body=body.body, parent=parent, anonymous=body.anonymous, acting_user=user
     )
@@ -241,19 +267,25 @@ async def get_post(request: Request) -> Response:
     view = await post_view(post, user, role)
     revisions = (
         await Revision.filter(post_id=post.id).order_by("id").select_related("editor")
-        if view.body_visible else []
+        if view.body_visible
+        else []
     )
     detail = PostDetailOut(
         **post_out(view).model_dump(),
         revisions=[
             RevisionOut(
-                edited_at=r.edited_at, previous_markdown=r.previous_markdown,
-                previous_title=r.previous_title, by_staff=r.by_staff,
-                editor=author_out(author_for(
-                    r.editor,
-                    post.is_anonymous and r.editor is not None and post.is_by(r.editor),
-                    user, role,
-                )),
+                edited_at=r.edited_at,
+                previous_markdown=r.previous_markdown,
+                previous_title=r.previous_title,
+                by_staff=r.by_staff,
+                editor=author_out(
+                    author_for(
+                        r.editor,
+                        post.is_anonymous and r.editor is not None and post.is_by(r.editor),
+                        user,
+                        role,
+                    )
+                ),
             )
             for r in revisions
         ],

@@ -83,15 +83,21 @@ async def moderation_notes(posts: list[Post], course_id: int) -> dict[int, Moder
     """The log entry behind each hidden or removed post, with its rule's text."""
     from moderation.models import LogEntry, Rule
 
-    seqs = {p.state_seq: p.id for p in posts if p.state != PostState.VISIBLE and p.state_seq is not None}
+    seqs = {
+        p.state_seq: p.id for p in posts if p.state != PostState.VISIBLE and p.state_seq is not None
+    }
     if not seqs:
         return {}
     entries = await LogEntry.filter(seq__in=list(seqs))
     rules = dict(await Rule.filter(course_id=course_id).values_list("code", "text"))
     return {
         seqs[e.seq]: ModerationNote(
-            act=e.act, seq=e.seq, at=e.created_at, rule_code=e.rule_code,
-            rule_text=str(rules.get(e.rule_code, "")), reason=e.reason,
+            act=e.act,
+            seq=e.seq,
+            at=e.created_at,
+            rule_code=e.rule_code,
+            rule_text=str(rules.get(e.rule_code, "")),
+            reason=e.reason,
         )
         for e in entries
     }
@@ -179,11 +185,16 @@ async def thread_summaries(
     )
     return [
         ThreadSummary(
-            id=t.id, title=t.title, kind=ThreadKind(t.kind),
+            id=t.id,
+            title=t.title,
+            kind=ThreadKind(t.kind),
             author=author_for(t.author, t.is_anonymous, viewer, role),
-            created_at=t.created_at, last_activity_at=t.last_activity_at,
-            reply_count=t.reply_count, is_answered=t.accepted_post_id is not None,
-            is_pinned=t.is_pinned, is_locked=t.is_locked,
+            created_at=t.created_at,
+            last_activity_at=t.last_activity_at,
+            reply_count=t.reply_count,
+            is_answered=t.accepted_post_id is not None,
+            is_pinned=t.is_pinned,
+            is_locked=t.is_locked,
             has_new=t.id not in visits or t.last_activity_at > visits[t.id],
         )
         for t in threads
@@ -218,10 +229,15 @@ async def thread_page(
         .limit(POSTS_PER_PAGE)
         .select_related("author")
     )
-    replies = list(
-        await Post.filter(parent_id__in=[a.id for a in answers]).order_by("id")
-        .select_related("author")
-    ) if answers else []
+    replies = (
+        list(
+            await Post.filter(parent_id__in=[a.id for a in answers])
+            .order_by("id")
+            .select_related("author")
+        )
+        if answers
+        else []
+    )
     shown = [opening, *answers, *replies]
     voted = set(
         await Vote.filter(user_id=viewer.id, post_id__in=[p.id for p in shown]).values_list(
@@ -238,16 +254,23 @@ async def thread_page(
         deleted = post.is_deleted
         readable = body_is_visible(post, viewer, role)
         return PostView(
-            id=post.id, thread_id=thread.id,
+            id=post.id,
+            thread_id=thread.id,
             parent_id=post.parent_id,  # type: ignore[attr-defined]
             is_opening=post.is_opening,
             author=author_for(post.author, post.is_anonymous, viewer, role),
             body_html=wrap_user_html(post.body_html) if readable else Markup(""),
             body_markdown=post.body_markdown if readable else "",
-            state=PostState(post.state).value, body_visible=readable, note=notes.get(post.id),
-            created_at=post.created_at, edited_at=post.edited_at,
-            revision_count=post.revision_count, is_deleted=deleted,
-            is_endorsed=post.is_endorsed, vote_count=post.vote_count, voted=post.id in voted,
+            state=PostState(post.state).value,
+            body_visible=readable,
+            note=notes.get(post.id),
+            created_at=post.created_at,
+            edited_at=post.edited_at,
+            revision_count=post.revision_count,
+            is_deleted=deleted,
+            is_endorsed=post.is_endorsed,
+            vote_count=post.vote_count,
+            voted=post.id in voted,
             is_new=last_seen is not None and post.created_at > last_seen and not post.is_by(viewer),
             is_own=post.is_by(viewer),
             can_edit=post.can_be_edited_by(viewer, role),
@@ -264,9 +287,16 @@ async def thread_page(
         by_id[reply.parent_id].replies.append(view(reply))  # type: ignore[attr-defined]
     subscribed = await Subscription.filter(thread_id=thread.id, user_id=viewer.id).exists()
     return ThreadPage(
-        thread=thread, forum=forum, opening=view(opening), posts=answer_views, page=page,
-        subscribed=subscribed, can_reply=thread.can_be_replied_to_by(viewer, role),
-        can_accept=can_accept, last_seen_at=last_seen, can_moderate=staff,
+        thread=thread,
+        forum=forum,
+        opening=view(opening),
+        posts=answer_views,
+        page=page,
+        subscribed=subscribed,
+        can_reply=thread.can_be_replied_to_by(viewer, role),
+        can_accept=can_accept,
+        last_seen_at=last_seen,
+        can_moderate=staff,
     )
 
 
@@ -279,18 +309,28 @@ async def post_view(post: Post, viewer: User, role: Role | None) -> PostView:
     readable = body_is_visible(post, viewer, role)
     notes = await moderation_notes([post], thread.course_id)  # type: ignore[attr-defined]
     return PostView(
-        id=post.id, thread_id=thread.id,
+        id=post.id,
+        thread_id=thread.id,
         parent_id=post.parent_id,  # type: ignore[attr-defined]
         is_opening=post.is_opening,
         author=author_for(post.author, post.is_anonymous, viewer, role),
         body_html=wrap_user_html(post.body_html) if readable else Markup(""),
         body_markdown=post.body_markdown if readable else "",
-        state=PostState(post.state).value, body_visible=readable, note=notes.get(post.id),
-        created_at=post.created_at, edited_at=post.edited_at,
-        revision_count=post.revision_count, is_deleted=post.is_deleted,
-        is_endorsed=post.is_endorsed, vote_count=post.vote_count, voted=voted, is_new=False,
-        is_own=post.is_by(viewer), can_edit=post.can_be_edited_by(viewer, role),
-        can_delete=post.can_be_deleted_by(viewer), can_vote=post.can_be_voted_on_by(viewer, role),
+        state=PostState(post.state).value,
+        body_visible=readable,
+        note=notes.get(post.id),
+        created_at=post.created_at,
+        edited_at=post.edited_at,
+        revision_count=post.revision_count,
+        is_deleted=post.is_deleted,
+        is_endorsed=post.is_endorsed,
+        vote_count=post.vote_count,
+        voted=voted,
+        is_new=False,
+        is_own=post.is_by(viewer),
+        can_edit=post.can_be_edited_by(viewer, role),
+        can_delete=post.can_be_deleted_by(viewer),
+        can_vote=post.can_be_voted_on_by(viewer, role),
         is_accepted=thread.accepted_post_id == post.id,
         can_accept=can_accept and is_answer(post) and not post.is_deleted,
         can_endorse=is_staff(viewer, role) and not post.is_deleted,

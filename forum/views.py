@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from math import ceil
 from dataclasses import dataclass
+from math import ceil
 from typing import Any
 
 from starlette.requests import Request
@@ -16,7 +16,6 @@ from core.models import Course, Role, User
 from core.templating import is_htmx, render
 from core.views import form_fields
 from forum import actions
-from moderation.actions import ensure_default_rules
 from forum.models import Forum, Post, Revision, Thread, ThreadKind
 from forum.presenters import (
     POSTS_PER_PAGE,
@@ -27,6 +26,7 @@ from forum.presenters import (
     thread_page,
     thread_summaries,
 )
+from moderation.actions import ensure_default_rules
 
 
 def _page_number(request: Request, values: dict[str, str] | None = None) -> int:
@@ -61,9 +61,13 @@ async def _post(course: Course, post_id: int) -> Post:
 async def forum_index(request: Request) -> Response:
     course, user, role = await course_member(request)
     return render(
-        request, "forum/index.html",
-        {"course": course, "forums": await course_forums(course),
-         "can_manage": Forum(course=course).can_be_managed_by(user, role)},
+        request,
+        "forum/index.html",
+        {
+            "course": course,
+            "forums": await course_forums(course),
+            "can_manage": Forum(course=course).can_be_managed_by(user, role),
+        },
     )
 
 
@@ -72,7 +76,8 @@ async def forum_page(request: Request) -> Response:
     forum = await _forum(course, request.path_params["forum_id"])
     threads, page = await thread_summaries(forum, user, role, _page_number(request))
     return render(
-        request, "forum/forum.html",
+        request,
+        "forum/forum.html",
         {"course": course, "forum": forum, "threads": threads, "page": page},
         block="threads",
     )
@@ -88,8 +93,11 @@ async def new_thread(request: Request) -> Response:
         values = await form_fields(request)
         try:
             thread = await actions.start_thread(
-                forum, kind=values.get("kind", ""), title=values.get("title", ""),
-                body=values.get("body", ""), anonymous=values.get("anonymous") == "on",
+                forum,
+                kind=values.get("kind", ""),
+                title=values.get("title", ""),
+                body=values.get("body", ""),
+                anonymous=values.get("anonymous") == "on",
                 acting_user=user,
             )
         except ActionError as error:
@@ -97,29 +105,53 @@ async def new_thread(request: Request) -> Response:
         else:
             return RedirectResponse(f"/courses/{course.slug}/threads/{thread.id}", status_code=303)
     return render(
-        request, "forum/new_thread.html",
-        {"course": course, "forum": forum, "values": values, "errors": errors,
-         "message": message, "kinds": list(ThreadKind),
-         "may_be_anonymous": forum.allow_anonymous and role == Role.LEARNER},
+        request,
+        "forum/new_thread.html",
+        {
+            "course": course,
+            "forum": forum,
+            "values": values,
+            "errors": errors,
+            "message": message,
+            "kinds": list(ThreadKind),
+            "may_be_anonymous": forum.allow_anonymous and role == Role.LEARNER,
+        },
         status_code=status,
     )
 
 
 async def _thread_response(
-    request: Request, course: Course, thread: Thread, user: User, role: Role | None,
-    *, page_number: int, status_code: int = 200, errors: dict[str, str] | None = None,
-    message: str = "", values: dict[str, str] | None = None, mark_read: bool = False,
+    request: Request,
+    course: Course,
+    thread: Thread,
+    user: User,
+    role: Role | None,
+    *,
+    page_number: int,
+    status_code: int = 200,
+    errors: dict[str, str] | None = None,
+    message: str = "",
+    values: dict[str, str] | None = None,
+    mark_read: bool = False,
 ) -> Response:
     data = await thread_page(await Thread.get(id=thread.id), user, role, page_number)
     if mark_read:
         await actions.mark_visited(thread, acting_user=user)
     forum = data.forum
     return render(
-        request, "forum/thread.html",
-        {"course": course, "data": data, "forum": forum, "errors": errors or {},
-         "message": message, "values": values or {},
-         "may_be_anonymous": forum.allow_anonymous and role == Role.LEARNER},
-        block="posts", status_code=status_code,
+        request,
+        "forum/thread.html",
+        {
+            "course": course,
+            "data": data,
+            "forum": forum,
+            "errors": errors or {},
+            "message": message,
+            "values": values or {},
+            "may_be_anonymous": forum.allow_anonymous and role == Role.LEARNER,
+        },
+        block="posts",
+        status_code=status_code,
     )
 
 
@@ -127,7 +159,12 @@ async def thread_view(request: Request) -> Response:
     course, user, role = await course_member(request)
     thread = await _thread(course, request.path_params["thread_id"])
     return await _thread_response(
-        request, course, thread, user, role, page_number=_page_number(request),
+        request,
+        course,
+        thread,
+        user,
+        role,
+        page_number=_page_number(request),
         mark_read=not is_htmx(request),
     )
 
@@ -150,13 +187,23 @@ async def reply(request: Request) -> Response:
             raise NotFound("There is no such post in this course.") from None
     try:
         post = await actions.reply(
-            thread, body=values.get("body", ""), parent=parent,
-            anonymous=values.get("anonymous") == "on", acting_user=user,
+            thread,
+            body=values.get("body", ""),
+            parent=parent,
+            anonymous=values.get("anonymous") == "on",
+            acting_user=user,
         )
     except ActionError as error:
         return await _thread_response(
-            request, course, thread, user, role, page_number=page,
-            status_code=error.status_code, errors=error.fields, message=error.message,
+            request,
+            course,
+            thread,
+            user,
+            role,
+            page_number=page,
+            status_code=error.status_code,
+            errors=error.fields,
+            message=error.message,
             values=values,
         )
     if post.parent_id is None:  # type: ignore[attr-defined]
@@ -181,17 +228,18 @@ async def edit_post(request: Request) -> Response:
         page = _page_number(request, values)
         try:
             await actions.edit_post(
-                post, body=values.get("body", ""),
-                title=values.get("title") if post.is_opening else None, acting_user=user,
-                rule_code=values.get("rule", ""), reason=values.get("reason", ""),
+                post,
+                body=values.get("body", ""),
+                title=values.get("title") if post.is_opening else None,
+                acting_user=user,
+                rule_code=values.get("rule", ""),
+                reason=values.get("reason", ""),
             )
         except ActionError as error:
             errors, message, status = error.fields, error.message, error.status_code
         else:
             if is_htmx(request):
-                return await _thread_response(
-                    request, course, thread, user, role, page_number=page
-                )
+                return await _thread_response(request, course, thread, user, role, page_number=page)
             return RedirectResponse(
                 _after_post(request, course, thread, post.id, page), status_code=303
             )
@@ -200,11 +248,21 @@ async def edit_post(request: Request) -> Response:
     moderating = not post.is_by(user)
     rules = await ensure_default_rules(course) if moderating else []
     return render(
-        request, "forum/edit.html",
-        {"course": course, "thread": thread, "post": post, "values": values,
-         "errors": errors, "message": message, "page": page, "moderating": moderating,
-         "rules": rules},
-        block="edit_form", status_code=status,
+        request,
+        "forum/edit.html",
+        {
+            "course": course,
+            "thread": thread,
+            "post": post,
+            "values": values,
+            "errors": errors,
+            "message": message,
+            "page": page,
+            "moderating": moderating,
+            "rules": rules,
+        },
+        block="edit_form",
+        status_code=status,
     )
 
 
@@ -252,7 +310,7 @@ async def endorse(request: Request) -> Response:
 
 
 async def subscription(request: Request) -> Response:
-    course, user, role = await course_member(request)
+    course, user, _ = await course_member(request)
     thread = await _thread(course, request.path_params["thread_id"])
     values = await form_fields(request)
     subscribed = await actions.set_subscription(
@@ -260,7 +318,8 @@ async def subscription(request: Request) -> Response:
     )
     if is_htmx(request):
         return render(
-            request, "forum/thread.html",
+            request,
+            "forum/thread.html",
             {"course": course, "data": {"thread": thread, "subscribed": subscribed}},
             block="subscription",
         )
@@ -304,8 +363,8 @@ async def history(request: Request) -> Response:
         zip(revisions, later_texts, later_titles, strict=True), start=1
     ):
         # The author editing an anonymous post stays anonymous in its history.
-        anonymous = post.is_anonymous and revision.editor is not None and post.is_by(
-            revision.editor
+        anonymous = (
+            post.is_anonymous and revision.editor is not None and post.is_by(revision.editor)
         )
         title_change = None
         if post.is_opening and revision.previous_title and after_title != revision.previous_title:
@@ -314,14 +373,22 @@ async def history(request: Request) -> Response:
             HistoryEntry(
                 number=number,
                 editor=author_for(revision.editor, anonymous, user, role),
-                edited_at=revision.edited_at, by_staff=revision.by_staff,
-                title_change=title_change, lines=_diff(revision.previous_markdown, after),
+                edited_at=revision.edited_at,
+                by_staff=revision.by_staff,
+                title_change=title_change,
+                lines=_diff(revision.previous_markdown, after),
             )
         )
     return render(
-        request, "forum/history.html",
-        {"course": course, "thread": thread, "post": post, "entries": list(reversed(entries)),
-         "author": author_for(post.author, post.is_anonymous, user, role)},
+        request,
+        "forum/history.html",
+        {
+            "course": course,
+            "thread": thread,
+            "post": post,
+            "entries": list(reversed(entries)),
+            "author": author_for(post.author, post.is_anonymous, user, role),
+        },
     )
 
 
@@ -341,15 +408,19 @@ async def manage_forums(request: Request) -> Response:
                     await actions.move_forum(forum, up=values["move"] == "up", acting_user=user)
                 else:
                     await actions.update_forum(
-                        forum, title=values.get("title", ""),
+                        forum,
+                        title=values.get("title", ""),
                         description=values.get("description", ""),
-                        allow_anonymous=values.get("allow_anonymous") == "on", acting_user=user,
+                        allow_anonymous=values.get("allow_anonymous") == "on",
+                        acting_user=user,
                     )
             else:
                 await actions.create_forum(
-                    course, title=values.get("title", ""),
+                    course,
+                    title=values.get("title", ""),
                     description=values.get("description", ""),
-                    allow_anonymous=values.get("allow_anonymous") == "on", acting_user=user,
+                    allow_anonymous=values.get("allow_anonymous") == "on",
+                    acting_user=user,
                 )
             values, message = {}, "Saved."
         except (ActionError, ValueError) as error:
@@ -358,8 +429,15 @@ async def manage_forums(request: Request) -> Response:
             else:
                 message, status = "There is no such forum in this course.", 404
     return render(
-        request, "forum/manage.html",
-        {"course": course, "forums": await course_forums(course), "values": values,
-         "errors": errors, "message": message},
-        block="forums", status_code=status,
+        request,
+        "forum/manage.html",
+        {
+            "course": course,
+            "forums": await course_forums(course),
+            "values": values,
+            "errors": errors,
+            "message": message,
+        },
+        block="forums",
+        status_code=status,
     )

@@ -30,9 +30,21 @@ KEY_FILE = "log-signing-key.pem"
 
 # The public fields of an entry, in the canonical serialization.
 CANONICAL_FIELDS = (
-    "seq", "created_at", "course_id", "actor_id", "actor_role", "act", "target_type",
-    "target_id", "rule_code", "reason", "duration_seconds", "old_value", "new_value",
-    "reverses_seq", "source",
+    "seq",
+    "created_at",
+    "course_id",
+    "actor_id",
+    "actor_role",
+    "act",
+    "target_type",
+    "target_id",
+    "rule_code",
+    "reason",
+    "duration_seconds",
+    "old_value",
+    "new_value",
+    "reverses_seq",
+    "source",
 )
 
 
@@ -93,7 +105,8 @@ def load_signer(data_dir: Path) -> Signer:
         return Signer(key)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     try:
@@ -123,8 +136,13 @@ def signer() -> Signer:
 def head_message(size: int, root: bytes, signed_at: str) -> bytes:
     """The bytes a tree head signature covers."""
     return canonical_json(
-        {"log": "agora-moderation", "root": base64.b64encode(root).decode(), "signed_at": signed_at,
-         "size": size, "v": FORMAT_VERSION}
+        {
+            "log": "agora-moderation",
+            "root": base64.b64encode(root).decode(),
+            "signed_at": signed_at,
+            "size": size,
+            "v": FORMAT_VERSION,
+        }
     ).encode()
 
 
@@ -166,10 +184,21 @@ async def append(
         state = await LogState.select_for_update().get(id=1)
     compact = merkle.CompactRange.from_hex(state.size, state.range_hex)
     entry = LogEntry(
-        seq=state.size, created_at=utcnow(), course_id=course_id, actor_id=actor_id,
-        actor_role=actor_role, act=act, target_type=target_type, target_id=target_id,
-        rule_code=rule_code, reason=reason, duration_seconds=duration_seconds,
-        old_value=old_value, new_value=new_value, reverses_seq=reverses_seq, source=source,
+        seq=state.size,
+        created_at=utcnow(),
+        course_id=course_id,
+        actor_id=actor_id,
+        actor_role=actor_role,
+        act=act,
+        target_type=target_type,
+        target_id=target_id,
+        rule_code=rule_code,
+        reason=reason,
+        duration_seconds=duration_seconds,
+        old_value=old_value,
+        new_value=new_value,
+        reverses_seq=reverses_seq,
+        source=source,
     )
     entry.canonical = canonical_entry(entry)
     leaf = entry_leaf_hash(entry.canonical)
@@ -181,9 +210,9 @@ async def append(
     signed_at = timestamp(utcnow())
     key = signer()
     await TreeHead.create(
-        size=compact.size, root_hex=root.hex(), signed_at=datetime.strptime(
-            signed_at, "%Y-%m-%dT%H:%M:%S.%fZ"
-        ).replace(tzinfo=UTC),
+        size=compact.size,
+        root_hex=root.hex(),
+        signed_at=datetime.strptime(signed_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC),
         signature_hex=key.sign(head_message(compact.size, root, signed_at)).hex(),
         key_id=key.key_id,
     )

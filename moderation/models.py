@@ -238,7 +238,9 @@ class Flag(Model):
 async def active_sanction(course_id: int, user_id: int, now: datetime) -> Sanction | None:
     """The strongest sanction now restricting the user in the course, if any."""
     candidates = await Sanction.filter(
-        course_id=course_id, user_id=user_id, lifted_at=None,
+        course_id=course_id,
+        user_id=user_id,
+        lifted_at=None,
         kind__in=[SanctionKind.SILENCE, SanctionKind.SUSPENSION],
     ).order_by("-id")
     active = [s for s in candidates if s.is_active(now)]

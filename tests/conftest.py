@@ -32,7 +32,9 @@ from core.settings import Settings, load_settings
 from search.embedded import EmbeddedBackend
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-POSTGRES_URL = os.environ.get("AGORA_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+POSTGRES_URL = os.environ.get(
+    "AGORA_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("AGORA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 _loud_skips: dict[str, str] = {}
@@ -69,7 +71,9 @@ async def _create_postgres_database() -> tuple[str, str]:
     import asyncpg
 
     name = f"agora_test_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = await asyncpg.connect(POSTGRES_URL.replace("postgres://", "postgresql://", 1), timeout=5)
+    admin = await asyncpg.connect(
+        POSTGRES_URL.replace("postgres://", "postgresql://", 1), timeout=5
+    )
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -81,7 +85,9 @@ async def _create_postgres_database() -> tuple[str, str]:
 async def _drop_postgres_database(name: str) -> None:
     import asyncpg
 
-    admin = await asyncpg.connect(POSTGRES_URL.replace("postgres://", "postgresql://", 1), timeout=5)
+    admin = await asyncpg.connect(
+        POSTGRES_URL.replace("postgres://", "postgresql://", 1), timeout=5
+    )
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -147,7 +153,9 @@ async def _delete_all_rows(connection: Any) -> None:
         "AND name NOT IN ('tortoise_migrations') AND name NOT LIKE 'sqlite_%'"
     )
     statements = "".join(f'DELETE FROM "{row["name"]}";' for row in rows)
-    await connection.execute_script(f"PRAGMA foreign_keys = OFF;{statements}PRAGMA foreign_keys = ON;")
+    await connection.execute_script(
+        f"PRAGMA foreign_keys = OFF;{statements}PRAGMA foreign_keys = ON;"
+    )
 
 
 @pytest.fixture
@@ -231,9 +239,21 @@ class RedisServer:
         import redis
 
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10

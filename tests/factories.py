@@ -31,7 +31,9 @@ async def make_user(
 
 
 async def make_course(
-    instructor: User | None = None, *, title: str | None = None,
+    instructor: User | None = None,
+    *,
+    title: str | None = None,
     enrolment: Enrolment = Enrolment.INVITE,
 ) -> Course:
     if instructor is None:
@@ -53,7 +55,9 @@ async def add_member(course: Course, user: User, role: Role = Role.LEARNER) -> M
     )
 
 
-async def log_in(client: httpx.AsyncClient, username: str, password: str = PASSWORD) -> httpx.Response:
+async def log_in(
+    client: httpx.AsyncClient, username: str, password: str = PASSWORD
+) -> httpx.Response:
     """Log in through the real form, as a browser would."""
     from tests.conftest import csrf_token
 

@@ -2,8 +2,9 @@
 
 Every privileged page lives under a Mount whose path contains "/staff" (instructors) or
 "/moderate" (mentors and instructors) and whose middleware is CourseStaffGuard, and every
-guarded Mount says so in its path, so a grep for those two words finds all of them. Endpoints that rely on the guard (they read request.state.course) must
-not be reachable any other way.
+guarded Mount says so in its path, so a grep for those two words finds all of them.
+Endpoints that rely on the guard (they read request.state.course) must not be reachable any
+other way.
 """
 
 from __future__ import annotations

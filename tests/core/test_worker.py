@@ -35,7 +35,9 @@ def running_worker(settings: Settings, redis_url: str) -> Iterator[subprocess.Po
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-c", "from core.cli import main; main()", "worker"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     process.log_path = log_path  # type: ignore[attr-defined]
     try:

@@ -22,12 +22,23 @@ async def log_in(page: Any, username: str, password: str) -> None:
 
 async def test_question_answer_edit_history_accept(live_server: LiveServer, browser: Any) -> None:
     live_server.agora(
-        "users", "create", "ines", "--display-name", "Ines Instructor", "--instructor",
-        "--password-stdin", stdin="teaching is fun 2026\n",
+        "users",
+        "create",
+        "ines",
+        "--display-name",
+        "Ines Instructor",
+        "--instructor",
+        "--password-stdin",
+        stdin="teaching is fun 2026\n",
     )
     for name in ("quinn", "rosa"):
         live_server.agora(
-            "users", "create", name, "--display-name", name.title(), "--password-stdin",
+            "users",
+            "create",
+            name,
+            "--display-name",
+            name.title(),
+            "--password-stdin",
             stdin=f"{name} password 12345\n",
         )
 

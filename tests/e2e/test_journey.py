@@ -19,8 +19,9 @@ async def new_page(browser: Any, base_url: str) -> Any:
 
     def on_console(message: Any) -> None:
         # A form answered with 4xx is expected here; the browser logs each such response.
-        expected = message.text.startswith("Failed to load resource: the server responded "
-                                           "with a status of 4")
+        expected = message.text.startswith(
+            "Failed to load resource: the server responded with a status of 4"
+        )
         if message.type == "error" and not expected:
             errors.append(message.text)
 
@@ -31,8 +32,14 @@ async def new_page(browser: Any, base_url: str) -> Any:
 
 async def test_sign_up_log_in_join_with_code(live_server: LiveServer, browser: Any) -> None:
     live_server.agora(
-        "users", "create", "ada", "--display-name", "Ada Lovelace", "--instructor",
-        "--password-stdin", stdin="analytical engine 1843\n",
+        "users",
+        "create",
+        "ada",
+        "--display-name",
+        "Ada Lovelace",
+        "--instructor",
+        "--password-stdin",
+        stdin="analytical engine 1843\n",
     )
 
     teacher = await new_page(browser, live_server.url)
