@@ -310,4 +310,31 @@ async def verify_log(public_key: bytes | None = None) -> VerifyReport:
         )
     if leaves and not heads:
         problems.append("entries exist but no signed tree head does")
+    problems.extend(await state_problems(len(leaves)))
     return VerifyReport(entries=len(leaves), heads=len(heads), problems=problems)
+
+
+async def state_problems(entries: int) -> list[str]:
+    """The row appends extend must agree with what is stored (catches a quiet truncation)."""
+    state = await LogState.get_or_none(id=1)
+    if state is None:
+        return ["entries exist but the log's running state is missing"] if entries else []
+    problems = []
+    if state.size != entries:
+        problems.append(
+            f"the log's running state counts {state.size} entries but {entries} are stored "
+            "(entries were deleted or inserted outside the log, or the log was truncated)"
+        )
+    try:
+        root = merkle.CompactRange.from_hex(state.size, state.range_hex).root()
+    except (ValueError, TypeError):
+        return [*problems, "the log's running state is malformed"]
+    head = await TreeHead.get_or_none(size=state.size)
+    if state.size and head is None:
+        problems.append(
+            f"no signed tree head covers the {state.size} entries the running state counts "
+            "(heads were deleted)"
+        )
+    elif head is not None and head.root_hex != root.hex():
+        problems.append(f"the running state's root differs from the signed head at {state.size}")
+    return problems
