@@ -9,6 +9,8 @@ run: setup
 	$(BIN)/agora serve
 
 test: setup-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 setup: $(VENV)/.installed static/vendor/htmx.min.js
