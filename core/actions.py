@@ -284,3 +284,12 @@ async def mark_notifications_read(user: User, *, acting_user: User) -> int:
     if acting_user.id != user.id:
         raise PermissionDenied("You can only mark your own notifications.")
     return await Notification.filter(user_id=user.id, read_at=None).update(read_at=utcnow())
+
+
+async def set_public_moderator_names(course: Course, shown: bool, *, acting_user: User) -> Course:
+    """Instructors choose whether logged-out readers of the log see moderators' names."""
+    if not course.can_be_managed_by(acting_user, await course.role_of(acting_user)):
+        raise PermissionDenied("Only the course's instructors can change this.")
+    await Course.filter(id=course.id).update(public_moderator_names=shown)
+    course.public_moderator_names = shown
+    return course

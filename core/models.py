@@ -91,6 +91,8 @@ class Course(Model):
     description = fields.TextField(default="")
     enrolment = fields.CharEnumField(Enrolment, default=Enrolment.INVITE, max_length=16)
     invite_code = fields.CharField(max_length=32, unique=True)
+    # Whether logged-out readers of the moderation log see moderators' names, not "Mentor 1".
+    public_moderator_names = fields.BooleanField(default=False)
     created_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "core.User", related_name=False, null=True, on_delete=fields.SET_NULL
     )

@@ -69,6 +69,7 @@ api_routes: list[BaseRoute] = [
 
 staff_routes: list[BaseRoute] = [
     Route("/members", views.members, methods=["GET", "POST"], name="members"),
+    Route("/settings", views.course_settings, methods=["POST"], name="course_settings"),
 ]
 
 api_staff_routes: list[BaseRoute] = [

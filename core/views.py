@@ -406,3 +406,15 @@ async def healthz(request: Request) -> Response:
     ok = all(bool(part.get("ok")) for part in report.values())
     report["ok"] = ok
     return JSONResponse(report, status_code=200 if ok else 503)
+
+
+async def course_settings(request: Request) -> Response:
+    """Instructor-only (guarded Mount): course settings such as public moderator names."""
+    user = current_user(request)
+    assert user is not None
+    course: Course = request.state.course
+    values = await form_fields(request)
+    await actions.set_public_moderator_names(
+        course, values.get("public_moderator_names") == "on", acting_user=user
+    )
+    return RedirectResponse(f"/courses/{course.slug}", status_code=303)

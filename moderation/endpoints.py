@@ -121,6 +121,7 @@ class Actor:
     pseudonym: str  # "Mentor 1", "System"
     first_seq: int
     name: str | None = None  # display name, for members
+    named_publicly: bool = False  # the course's instructors chose to show names to everyone
 
 
 async def actors_of(course_id: int | None) -> list[Actor]:
@@ -154,16 +155,21 @@ async def actors_of(course_id: int | None) -> list[Actor]:
     ids = [a.actor_id for a in actors if a.actor_id is not None]
     if ids:
         names = dict(await User.filter(id__in=ids).values_list("id", "display_name"))
+        public = (
+            bool(course_id)
+            and await Course.filter(id=course_id, public_moderator_names=True).exists()
+        )
         for actor in actors:
             if actor.actor_id is not None:
                 actor.name = names.get(actor.actor_id)
+                actor.named_publicly = public
     return actors
 
 
 def actor_label(actor: Actor | None, viewer: Viewer) -> str:
     if actor is None:
         return "Unknown"
-    if viewer != "public" and actor.name:
+    if (viewer != "public" or actor.named_publicly) and actor.name:
         return actor.name
     return actor.pseudonym
 

@@ -15,12 +15,13 @@ import pytest
 from starlette.applications import Starlette
 from tortoise.transactions import in_transaction
 
-from core.models import Role
+from core.models import Course, Role
 from core.timeutil import utcnow
 from forum.models import Post
 from moderation import actions, log, merkle
 from moderation.models import Act, LogEntry, Notice, SanctionKind
 from moderation.public import CSV_COLUMNS
+from tests.conftest import csrf_token
 from tests.factories import add_member, log_in, make_reply, make_user
 from tests.moderation.test_log import REASON, World, build_log, make_world
 
@@ -107,6 +108,34 @@ async def test_members_see_display_names(app: Starlette, browser: object) -> Non
     stranger = await browser(outsider.username)  # type: ignore[operator]
     html = (await stranger.get(f"/courses/{world.course.slug}/moderation")).text
     assert "Mentor 1" in html and world.mentor.display_name not in html
+
+
+async def test_instructors_may_show_moderator_names_to_everyone(
+    app: Starlette, client: httpx.AsyncClient, browser: object
+) -> None:
+    world = await named_world()
+    await build_log(world, 2)
+    url = f"/courses/{world.course.slug}/moderation"
+    assert world.mentor.display_name not in (await client.get(url)).text
+    instructor = await browser(world.instructor.username)  # type: ignore[operator]
+    token = await csrf_token(instructor, f"/courses/{world.course.slug}")
+    response = await instructor.post(
+        f"/courses/{world.course.slug}/staff/settings",
+        data={"csrf_token": token, "public_moderator_names": "on"},
+    )
+    assert response.status_code == 303
+    html = (await client.get(url)).text
+    assert world.mentor.display_name in html and "Mentor 1" not in html
+    # Affected learners stay "user #N" for the public; only moderators are named.
+    assert world.learner.display_name not in html
+    learner = await browser(world.learner.username)  # type: ignore[operator]
+    token = await csrf_token(learner, f"/courses/{world.course.slug}")
+    refused = await learner.post(
+        f"/courses/{world.course.slug}/staff/settings",
+        data={"csrf_token": token},
+    )
+    assert refused.status_code == 403
+    assert (await Course.get(id=world.course.id)).public_moderator_names is True
 
 
 async def test_pseudonyms_follow_first_appearance_and_stay_stable(
