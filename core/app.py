@@ -35,9 +35,10 @@ def all_routes() -> list[BaseRoute]:
     """Every package's routes; privileged ones only inside the guarded Mounts below."""
     from forum import routes as forum_routes
     from moderation import routes as moderation_routes
+    from peer_review import routes as peer_review_routes
     from search import routes as search_routes
 
-    packages = (core_routes, forum_routes, moderation_routes, search_routes)
+    packages = (core_routes, forum_routes, moderation_routes, search_routes, peer_review_routes)
 
     def collect(name: str) -> list[BaseRoute]:
         return [route for package in packages for route in getattr(package, name, [])]

@@ -21,7 +21,7 @@ from core import jobs, runtime
 from core.errors import Conflict, InvalidInput, PermissionDenied
 from core.models import Course, User
 from forum.markup import MarkupError, render_markdown, validate_body
-from peer_review import allocation, attachments, similarity
+from peer_review import allocation, attachments, calibrated, similarity
 from peer_review._common import (
     assignment_of,
     check_learner,
@@ -40,7 +40,7 @@ from peer_review.authoring import (
     update_assignment,
 )
 from peer_review.content import check_text, visible_text
-from peer_review.grading import Grader, PeerScore, default_grader
+from peer_review.grading import Grader
 from peer_review.interventions import (
     decide_similarity,
     grade_submission,
@@ -519,18 +519,9 @@ async def recompute_grade(
     assignment = await assignment_of(submission)
     course = await course_of(assignment)
     rubric = await load_rubric(assignment.id)
-    grader = grader or default_grader()
-    rows = await Review.filter(
-        assignment_id=assignment.id, status=ReviewStatus.SUBMITTED, submission__is_current=True
-    ).values("submission_id", "reviewer_id", "answers")
-    scores = [
-        PeerScore(
-            r["submission_id"],
-            r["reviewer_id"],
-            {int(cid): float(a["points"]) for cid, a in r["answers"].items()},
-        )
-        for r in rows
-    ]
+    # The calibrated model, anchored on the assignment's staff grades (peer_review/calibrated.py).
+    grader = grader or await calibrated.grader_for(assignment, rubric)
+    scores = await calibrated.peer_scores(assignment)
     peer = grader.grade(rubric, scores, min_reviews=assignment.reviews_wanted).get(submission.id)
     count = sum(1 for s in scores if s.submission_id == submission.id)
     staff = await StaffGrade.filter(submission_id=submission.id).order_by("-id").first()
@@ -553,6 +544,8 @@ async def recompute_grade(
         "assignment_id": assignment.id,
         "author_id": submission.author_id,  # type: ignore[attr-defined]
         "peer_percent": round(peer.percent, 2) if peer else None,
+        "peer_low_percent": _rounded(peer.low_percent) if peer else None,
+        "peer_high_percent": _rounded(peer.high_percent) if peer else None,
         "staff_percent": staff.percent if staff else None,
         "override_percent": override.percent if override else None,
         "late_penalty_percent": penalty if source != GradeSource.OVERRIDE else 0,
@@ -584,6 +577,10 @@ async def recompute_grade(
             )
     await jobs.wake()
     return grade
+
+
+def _rounded(percent: float | None) -> float | None:
+    return None if percent is None else round(percent, 2)
 
 
 async def check_similarity(submission: Submission, *, acting_user: None) -> list[SimilarityFlag]:

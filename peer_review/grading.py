@@ -3,9 +3,10 @@
 Pure, no database. `Grader` is the extension point: the outbox handler that recomputes grades
 (peer_review/tasks.py) only knows this protocol. `MedianGrader` is what Open Response
 Assessment (ORA2) does: per criterion, the median of the points peers gave, the mean of the
-two middle values rounded up when their number is even; the grade is the weighted sum. A
-later grader can fit peer_review/aggregation.py's model over the same inputs, which is why a
-grader sees every review of the assignment rather than one submission's.
+two middle values rounded up when their number is even; the grade is the weighted sum.
+peer_review/calibrated.py's `CalibratedGrader` fits peer_review/aggregation.py's model over
+the same inputs (which is why a grader sees every review of the assignment rather than one
+submission's) and adds a 90 % interval (`low`, `high`); it is what recomputation uses.
 """
 
 from __future__ import annotations
@@ -37,10 +38,24 @@ class GradeEstimate:
     score: float
     max_score: float
     review_count: int
+    # A credible interval for the grade staff would give, in points, when the grader has one.
+    low: float | None = None
+    high: float | None = None
 
     @property
     def percent(self) -> float:
-        return 100.0 * self.score / self.max_score if self.max_score > 0 else 0.0
+        return self._percent(self.score)
+
+    @property
+    def low_percent(self) -> float | None:
+        return None if self.low is None else self._percent(self.low)
+
+    @property
+    def high_percent(self) -> float | None:
+        return None if self.high is None else self._percent(self.high)
+
+    def _percent(self, points: float) -> float:
+        return 100.0 * points / self.max_score if self.max_score > 0 else 0.0
 
 
 class Grader(Protocol):

@@ -369,6 +369,9 @@ class Grade(Model):
     assignment_id = fields.IntField(db_index=True)
     author_id = fields.IntField(db_index=True)
     peer_percent = fields.FloatField(null=True)
+    # The peer grade's 90 % interval, when the grader gives one (peer_review/calibrated.py).
+    peer_low_percent = fields.FloatField(null=True)
+    peer_high_percent = fields.FloatField(null=True)
     staff_percent = fields.FloatField(null=True)
     override_percent = fields.FloatField(null=True)
     late_penalty_percent = fields.IntField(default=0)
