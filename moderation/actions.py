@@ -797,10 +797,11 @@ async def decide_appeal(
             excerpt=notice.content_excerpt,
             appealable=False,
         )
+        if overturn:
+            # Same transaction: a decision to overturn never stands without its reversal.
+            await _reverse(original, decision=decision, acting_user=acting_user)
     appeal_row.status = status
     await jobs.wake()
-    if overturn:
-        await _reverse(original, decision=decision, acting_user=acting_user)
     return entry
 
 
