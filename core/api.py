@@ -41,6 +41,7 @@ class ApiRoute(Route):
         status_code: int = 200,
         public: bool = False,
         tag: str = "core",
+        bodyless: bool = False,
     ) -> None:
         super().__init__(path, endpoint, methods=[method])
         self.method = method.lower()
@@ -51,6 +52,8 @@ class ApiRoute(Route):
         self.status_code = status_code
         self.public = public
         self.tag = tag
+        # A POST that takes no input says so, rather than declaring an empty body model.
+        self.bodyless = bodyless
 
 
 def api_user(request: Request) -> User:

@@ -119,6 +119,7 @@ api_routes: list[BaseRoute] = [
         method="POST",
         response=endpoints.NextReviewOut,
         tag="peer_review",
+        bodyless=True,
         summary="The next submission to review (locks your own submission).",
     ),
     ApiRoute(
