@@ -13,7 +13,7 @@ from core.api import api_user, json_response, parse_body
 from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.models import Course, Role, User
 from forum import actions
-from forum.models import Forum, Post, Revision, Thread
+from forum.models import Forum, Post, Revision, Thread, post_in_course, thread_in_course
 from forum.presenters import (
     THREADS_PER_PAGE,
     Author,
@@ -223,30 +223,16 @@ async def create_thread(request: Request) -> Response:
     return json_response(await _detail(thread, user, role, 1), status_code=201)
 
 
-async def _thread_of(course: Course, thread_id: int) -> Thread:
-    thread = await Thread.get_or_none(id=thread_id, course_id=course.id)
-    if thread is None:
-        raise NotFound("There is no such thread in this course.")
-    return thread
-
-
-async def _post_of(course: Course, post_id: int) -> Post:
-    post = await Post.get_or_none(id=post_id, thread__course_id=course.id)
-    if post is None:
-        raise NotFound("There is no such post in this course.")
-    return post
-
-
 async def get_thread(request: Request) -> Response:
     course, user, role = await _member(request)
-    thread = await _thread_of(course, request.path_params["thread_id"])
+    thread = await thread_in_course(course, request.path_params["thread_id"])
     page = _int_param(request, "page", 1) or 1
     return json_response(await _detail(thread, user, role, page))
 
 
 async def create_post(request: Request) -> Response:
     course, user, role = await _member(request)
-    thread = await _thread_of(course, request.path_params["thread_id"])
+    thread = await thread_in_course(course, request.path_params["thread_id"])
     body = await parse_body(request, PostIn)
     parent = None
     if body.parent_id is not None:
@@ -263,7 +249,7 @@ async def create_post(request: Request) -> Response:
 
 async def get_post(request: Request) -> Response:
     course, user, role = await _member(request)
-    post = await _post_of(course, request.path_params["post_id"])
+    post = await post_in_course(course, request.path_params["post_id"])
     view = await post_view(post, user, role)
     revisions = (
         await Revision.filter(post_id=post.id).order_by("id").select_related("editor")
@@ -295,7 +281,7 @@ async def get_post(request: Request) -> Response:
 
 async def edit_post(request: Request) -> Response:
     course, user, role = await _member(request)
-    post = await _post_of(course, request.path_params["post_id"])
+    post = await post_in_course(course, request.path_params["post_id"])
     body = await parse_body(request, PostEditIn)
     post = await actions.edit_post(post, body=body.body, title=body.title, acting_user=user)
     return json_response(post_out(await post_view(post, user, role)))
@@ -303,7 +289,7 @@ async def edit_post(request: Request) -> Response:
 
 async def vote(request: Request) -> Response:
     course, user, role = await _member(request)
-    post = await _post_of(course, request.path_params["post_id"])
+    post = await post_in_course(course, request.path_params["post_id"])
     body = await parse_body(request, VoteIn)
     post = await actions.set_vote(post, up=body.up, acting_user=user)
     return json_response(post_out(await post_view(post, user, role)))

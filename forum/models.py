@@ -7,6 +7,7 @@ from enum import StrEnum
 from tortoise import fields
 from tortoise.models import Model
 
+from core.errors import NotFound
 from core.models import Course, Role, User
 
 ANONYMOUS_LABEL = "Anonymous learner"
@@ -208,3 +209,27 @@ class ThreadVisit(Model):
     class Meta:
         table = "agora_thread_visit"
         unique_together = (("thread", "user"),)
+
+
+async def forum_in_course(course: Course, forum_id: int) -> Forum:
+    """The forum with this id if it belongs to the course, else NotFound."""
+    forum = await Forum.get_or_none(id=forum_id, course_id=course.id)
+    if forum is None:
+        raise NotFound("There is no such forum in this course.")
+    return forum
+
+
+async def thread_in_course(course: Course, thread_id: int) -> Thread:
+    """The thread with this id if it belongs to the course, else NotFound."""
+    thread = await Thread.get_or_none(id=thread_id, course_id=course.id)
+    if thread is None:
+        raise NotFound("There is no such thread in this course.")
+    return thread
+
+
+async def post_in_course(course: Course, post_id: int) -> Post:
+    """The post with this id if it belongs to the course, else NotFound."""
+    post = await Post.get_or_none(id=post_id, thread__course_id=course.id)
+    if post is None:
+        raise NotFound("There is no such post in this course.")
+    return post

@@ -16,7 +16,16 @@ from core.models import Course, Role, User
 from core.templating import is_htmx, render
 from core.views import form_fields
 from forum import actions
-from forum.models import Forum, Post, Revision, Thread, ThreadKind
+from forum.models import (
+    Forum,
+    Post,
+    Revision,
+    Thread,
+    ThreadKind,
+    forum_in_course,
+    post_in_course,
+    thread_in_course,
+)
 from forum.presenters import (
     POSTS_PER_PAGE,
     Author,
@@ -37,27 +46,6 @@ def _page_number(request: Request, values: dict[str, str] | None = None) -> int:
         return 1
 
 
-async def _forum(course: Course, forum_id: int) -> Forum:
-    forum = await Forum.get_or_none(id=forum_id, course_id=course.id)
-    if forum is None:
-        raise NotFound("There is no such forum in this course.")
-    return forum
-
-
-async def _thread(course: Course, thread_id: int) -> Thread:
-    thread = await Thread.get_or_none(id=thread_id, course_id=course.id)
-    if thread is None:
-        raise NotFound("There is no such thread in this course.")
-    return thread
-
-
-async def _post(course: Course, post_id: int) -> Post:
-    post = await Post.get_or_none(id=post_id, thread__course_id=course.id)
-    if post is None:
-        raise NotFound("There is no such post in this course.")
-    return post
-
-
 async def forum_index(request: Request) -> Response:
     course, user, role = await course_member(request)
     return render(
@@ -73,7 +61,7 @@ async def forum_index(request: Request) -> Response:
 
 async def forum_page(request: Request) -> Response:
     course, user, role = await course_member(request)
-    forum = await _forum(course, request.path_params["forum_id"])
+    forum = await forum_in_course(course, request.path_params["forum_id"])
     threads, page = await thread_summaries(forum, user, role, _page_number(request))
     return render(
         request,
@@ -85,7 +73,7 @@ async def forum_page(request: Request) -> Response:
 
 async def new_thread(request: Request) -> Response:
     course, user, role = await course_member(request)
-    forum = await _forum(course, request.path_params["forum_id"])
+    forum = await forum_in_course(course, request.path_params["forum_id"])
     values: dict[str, str] = {"kind": request.query_params.get("kind", "discussion")}
     errors: dict[str, str] = {}
     message, status = "", 200
@@ -157,7 +145,7 @@ async def _thread_response(
 
 async def thread_view(request: Request) -> Response:
     course, user, role = await course_member(request)
-    thread = await _thread(course, request.path_params["thread_id"])
+    thread = await thread_in_course(course, request.path_params["thread_id"])
     return await _thread_response(
         request,
         course,
@@ -176,13 +164,13 @@ def _after_post(request: Request, course: Course, thread: Thread, post_id: int, 
 
 async def reply(request: Request) -> Response:
     course, user, role = await course_member(request)
-    thread = await _thread(course, request.path_params["thread_id"])
+    thread = await thread_in_course(course, request.path_params["thread_id"])
     values = await form_fields(request)
     page = _page_number(request, values)
     parent = None
     if values.get("parent_id"):
         try:
-            parent = await _post(course, int(values["parent_id"]))
+            parent = await post_in_course(course, int(values["parent_id"]))
         except ValueError:
             raise NotFound("There is no such post in this course.") from None
     try:
@@ -217,7 +205,7 @@ async def reply(request: Request) -> Response:
 
 async def edit_post(request: Request) -> Response:
     course, user, role = await course_member(request)
-    post = await _post(course, request.path_params["post_id"])
+    post = await post_in_course(course, request.path_params["post_id"])
     thread = await Thread.get(id=post.thread_id)  # type: ignore[attr-defined]
     values = {"body": post.body_markdown, "title": thread.title}
     errors: dict[str, str] = {}
@@ -268,7 +256,7 @@ async def edit_post(request: Request) -> Response:
 
 async def _simple_post_action(request: Request, work: Any) -> Response:
     course, user, role = await course_member(request)
-    post = await _post(course, request.path_params["post_id"])
+    post = await post_in_course(course, request.path_params["post_id"])
     thread = await Thread.get(id=post.thread_id)  # type: ignore[attr-defined]
     values = await form_fields(request)
     page = _page_number(request, values)
@@ -311,7 +299,7 @@ async def endorse(request: Request) -> Response:
 
 async def subscription(request: Request) -> Response:
     course, user, _ = await course_member(request)
-    thread = await _thread(course, request.path_params["thread_id"])
+    thread = await thread_in_course(course, request.path_params["thread_id"])
     values = await form_fields(request)
     subscribed = await actions.set_subscription(
         thread, subscribed=values.get("subscribed") == "1", acting_user=user
@@ -350,7 +338,7 @@ def _diff(before: str, after: str) -> list[tuple[str, str]]:
 
 async def history(request: Request) -> Response:
     course, user, role = await course_member(request)
-    post = await _post(course, request.path_params["post_id"])
+    post = await post_in_course(course, request.path_params["post_id"])
     thread = await Thread.get(id=post.thread_id)  # type: ignore[attr-defined]
     await post.fetch_related("author")
     if not body_is_visible(post, user, role):
@@ -403,7 +391,7 @@ async def manage_forums(request: Request) -> Response:
         values = await form_fields(request)
         try:
             if values.get("forum_id"):
-                forum = await _forum(course, int(values["forum_id"]))
+                forum = await forum_in_course(course, int(values["forum_id"]))
                 if values.get("move") in {"up", "down"}:
                     await actions.move_forum(forum, up=values["move"] == "up", acting_user=user)
                 else:
