@@ -35,6 +35,15 @@ class User(Model):
     can_create_courses = fields.BooleanField(default=False)
     is_active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # Profile: every field optional, seen only by people sharing a course unless made public.
+    about = fields.TextField(default="")
+    links: Any = fields.JSONField(default=list)
+    profile_public = fields.BooleanField(default=False)
+    # Email preferences per notification category: "immediate", "daily" or "off".
+    email_prefs: Any = fields.JSONField(default=dict)
+    last_digest_at = fields.DatetimeField(null=True)
+    # Set when the account is deleted: the row stays (the log hashes ids) with no personal data.
+    deleted_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "agora_user"
@@ -93,6 +102,8 @@ class Course(Model):
     invite_code = fields.CharField(max_length=32, unique=True)
     # Whether logged-out readers of the moderation log see moderators' names, not "Mentor 1".
     public_moderator_names = fields.BooleanField(default=False)
+    # Whether a member deleting their account may have their posts removed, not only unnamed.
+    allow_removal_on_deletion = fields.BooleanField(default=True)
     created_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "core.User", related_name=False, null=True, on_delete=fields.SET_NULL
     )
@@ -164,6 +175,8 @@ class Notification(Model):
     link = fields.CharField(max_length=500, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
     read_at = fields.DatetimeField(null=True)
+    # When it went out by email (alone or in a daily digest), if it did.
+    emailed_at = fields.DatetimeField(null=True)
     # The outbox event (or other source) that made it: delivering twice makes one notification.
     dedupe_key = fields.CharField(max_length=128, unique=True)
 
@@ -185,3 +198,32 @@ class OutboxEvent(Model):
 
     class Meta:
         table = "agora_outbox"
+
+
+class ExportStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class DataExport(Model):
+    """A learner's request for a copy of their data, built by a background job into a ZIP."""
+
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "core.User", related_name="exports", on_delete=fields.CASCADE
+    )
+    status = fields.CharEnumField(ExportStatus, default=ExportStatus.QUEUED, max_length=16)
+    progress = fields.IntField(default=0)
+    stage = fields.CharField(max_length=120, default="")
+    file_name = fields.CharField(max_length=200, default="")
+    size_bytes = fields.BigIntField(default=0)
+    error = fields.TextField(default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+    finished_at = fields.DatetimeField(null=True)
+    expires_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "agora_data_export"
+        ordering = ("-created_at", "-id")

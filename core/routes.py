@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from core import endpoints, views
+from core import account_views, endpoints, export_views, notification_views, profile_views, views
 from core.api import ApiRoute
 
 routes: list[BaseRoute] = [
@@ -23,6 +23,10 @@ routes: list[BaseRoute] = [
     Route("/courses/{slug}/join", views.course_join, methods=["POST"], name="course_join"),
     Route("/notifications", views.notifications, methods=["GET", "POST"], name="notifications"),
     Route("/healthz", views.healthz, name="healthz"),
+    *profile_views.routes,
+    *export_views.routes,
+    *account_views.routes,
+    *notification_views.routes,
 ]
 
 api_routes: list[BaseRoute] = [

@@ -38,6 +38,13 @@ SETTINGS_DOC: dict[str, str] = {
     "(default 14).",
     "AGORA_POST_RATE_LIMIT": "Posts one member may make per minute before an automatic "
     "10-minute silence (default 10).",
+    "AGORA_BASE_URL": "The site's public address, used for links in emails "
+    "(default http://127.0.0.1:8000).",
+    "AGORA_SMTP_URL": "smtp://user:password@host:port or smtps:// (TLS) for email notifications; "
+    "when unset, notifications are in-app only.",
+    "AGORA_MAIL_FROM": "The From address of Agora's emails (default agora@localhost).",
+    "AGORA_EXPORT_HOURS": "How long a data export can be downloaded after it is ready "
+    "(default 48).",
     "AGORA_DEMO": "Load demo data on first start of `agora serve`: 1 or 0 (default 1 for the "
     "embedded SQLite set-up, 0 otherwise).",
 }
@@ -58,6 +65,10 @@ class Settings:
     outbox_sweep_seconds: int = 10
     appeal_days: int = 14
     post_rate_limit: int = 10
+    base_url: str = "http://127.0.0.1:8000"
+    smtp_url: str | None = None
+    mail_from: str = "agora@localhost"
+    export_hours: int = 48
     demo: bool = True
 
     @property
@@ -102,6 +113,16 @@ def _url(env: Mapping[str, str], name: str, schemes: set[str]) -> str | None:
         raise SettingsError(f"{name} must start with one of {allowed}; got {raw!r}.")
     if parts.scheme != "sqlite" and not parts.hostname:
         raise SettingsError(f"{name} has no host name: {raw!r}.")
+    return raw
+
+
+def _mail_from(env: Mapping[str, str]) -> str:
+    raw = env.get("AGORA_MAIL_FROM", "").strip()
+    if not raw:
+        return "agora@localhost"
+    local, at, domain = raw.rpartition("<")[2].rstrip(">").partition("@")
+    if not at or not local or not domain or any(c.isspace() for c in local + domain):
+        raise SettingsError(f"AGORA_MAIL_FROM must be an email address, not {raw!r}.")
     return raw
 
 
@@ -152,5 +173,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         outbox_sweep_seconds=_int(env, "AGORA_OUTBOX_SWEEP_SECONDS", 10),
         appeal_days=_int(env, "AGORA_APPEAL_DAYS", 14),
         post_rate_limit=_int(env, "AGORA_POST_RATE_LIMIT", 10),
+        base_url=(_url(env, "AGORA_BASE_URL", {"http", "https"}) or "http://127.0.0.1:8000").rstrip(
+            "/"
+        ),
+        smtp_url=_url(env, "AGORA_SMTP_URL", {"smtp", "smtps"}),
+        mail_from=_mail_from(env),
+        export_hours=_int(env, "AGORA_EXPORT_HOURS", 48),
         demo=_bool(env, "AGORA_DEMO", database_url.startswith("sqlite")),
     )

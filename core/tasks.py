@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core import export, mail
 from core.models import Notification, OutboxEvent, User
 
 
@@ -22,4 +23,4 @@ async def notify(event: OutboxEvent) -> None:
     )
 
 
-HANDLERS = {"core.notify": notify}
+HANDLERS = {"core.notify": notify, **export.HANDLERS, **mail.HANDLERS}

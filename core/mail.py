@@ -1,0 +1,7 @@
+"""Email notifications over SMTP (filled in by the notifications work)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HANDLERS: dict[str, Any] = {}
