@@ -21,6 +21,8 @@ EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 # No 0/O or 1/I/L: invite codes are read aloud and typed from slides.
 INVITE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 RESERVED_USERNAMES = frozenset({"admin", "system", "anonymous", "deleted", "agora", "staff"})
+# Deleted accounts are renamed deleted-<id> (core/deletion.py).
+DELETED_USERNAME_PREFIX = "deleted-"
 # Pages of their own under /courses/ (core/routes.py): a course there could not be reached.
 RESERVED_SLUGS = frozenset({"new", "join"})
 
@@ -51,7 +53,7 @@ def _check_new_user(
             "Use 2-32 characters: lowercase letters, digits, dot, dash or underscore, "
             "starting with a letter or digit."
         )
-    elif username in RESERVED_USERNAMES:
+    elif username in RESERVED_USERNAMES or username.startswith(DELETED_USERNAME_PREFIX):
         problems["username"] = "This username is reserved; please choose another."
     if not display_name:
         problems["display_name"] = "Display name is required."

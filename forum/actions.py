@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from datetime import datetime
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
@@ -359,27 +360,37 @@ async def delete_own_post(post: Post, *, acting_user: User) -> Post:
     """The author withdraws a post: its text and history go, a tombstone and replies stay."""
     if not post.can_be_deleted_by(acting_user):
         raise PermissionDenied("You can delete only your own posts.")
-    now = utcnow()
     async with in_transaction():
-        await Revision.filter(post_id=post.id).delete()
-        await Post.filter(id=post.id).update(
-            deleted_at=now, body_markdown="", body_html="", revision_count=0
-        )
-        if not post.is_opening:
-            await Thread.filter(id=post.thread_id, reply_count__gt=0).update(  # type: ignore[attr-defined]
-                reply_count=F("reply_count") - 1
-            )
-        # A withdrawn answer cannot stay the accepted one: the question is open again.
-        unaccepted = await Thread.filter(
-            id=post.thread_id,
-            accepted_post_id=post.id,  # type: ignore[attr-defined]
-        ).update(accepted_post_id=None)
-        if unaccepted:
-            await jobs.enqueue("search.index_thread", {"thread_id": post.thread_id})  # type: ignore[attr-defined]
-        await _changed(post.id)
+        now = await withdraw_post(post)
     post.deleted_at, post.body_markdown, post.body_html = now, "", ""
     await jobs.wake()
     return post
+
+
+async def withdraw_post(post: Post) -> datetime:
+    """Empty a post and its history, leaving a tombstone; runs in the caller's transaction.
+
+    Shared by delete_own_post and account deletion (core/deletion.py), which checks its own
+    permission; the caller calls jobs.wake() after commit.
+    """
+    now = utcnow()
+    await Revision.filter(post_id=post.id).delete()
+    await Post.filter(id=post.id).update(
+        deleted_at=now, body_markdown="", body_html="", revision_count=0
+    )
+    if not post.is_opening:
+        await Thread.filter(id=post.thread_id, reply_count__gt=0).update(  # type: ignore[attr-defined]
+            reply_count=F("reply_count") - 1
+        )
+    # A withdrawn answer cannot stay the accepted one: the question is open again.
+    unaccepted = await Thread.filter(
+        id=post.thread_id,  # type: ignore[attr-defined]
+        accepted_post_id=post.id,
+    ).update(accepted_post_id=None)
+    if unaccepted:
+        await jobs.enqueue("search.index_thread", {"thread_id": post.thread_id})  # type: ignore[attr-defined]
+    await _changed(post.id)
+    return now
 
 
 async def set_vote(post: Post, *, up: bool, acting_user: User) -> Post:

@@ -242,9 +242,10 @@ async def grade_calibration_sample(
 async def _allocation_state(
     assignment: Assignment, now: datetime
 ) -> tuple[list[allocation.Candidate], dict[int, set[int]], dict[int, int]]:
-    submissions = await Submission.filter(assignment_id=assignment.id, is_current=True).values(
-        "id", "author_id", "is_late"
-    )
+    # A deleted account's work is emptied (core/deletion.py): nobody is handed it to review.
+    submissions = await Submission.filter(
+        assignment_id=assignment.id, is_current=True, author__deleted_at__isnull=True
+    ).values("id", "author_id", "is_late")
     graded = set(
         cast(
             list[int],
