@@ -89,9 +89,12 @@ async def signup(request: Request) -> Response:
                 window_seconds=SIGNUP_WINDOW,
                 what="sign-ups from this network",
             )
+            username = values.get("username", "")
             user = await actions.create_user(
-                username=values.get("username", ""),
-                display_name=values.get("display_name", ""),
+                username=username,
+                # Optional: whoever leaves it empty is shown by their username.
+                display_name=values.get("display_name", "").strip()
+                or actions.normalize_username(username),
                 password=values.get("password", ""),
                 email=values.get("email") or None,
                 acting_user=None,
@@ -99,6 +102,9 @@ async def signup(request: Request) -> Response:
         except ActionError as error:
             errors, message, status = error.fields, error.message, error.status_code
             headers = retry_after_headers(error)
+            if not values.get("display_name", "").strip():
+                # Left empty, so any problem is the username's, and is reported there.
+                errors.pop("display_name", None)
         else:
             return await _signed_in(request, user, safe_next(values.get("next")))
     values.pop("password", None)

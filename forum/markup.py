@@ -4,6 +4,10 @@ Posts are written in Markdown (CommonMark with tables and strikethrough). Raw HT
 source is never interpreted: markdown-it escapes it, and the rendered HTML then goes
 through a strict bleach allowlist, so the sanitizer is the last word even if the Markdown
 layer misbehaves.
+
+Images are never embedded: reading a post must not make the reader's browser contact
+another site. The sanitizer turns each image into a link that names the image and its
+host, which the reader may choose to open.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from html.parser import HTMLParser
 from types import MappingProxyType
 from typing import Any, Final
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from bleach.html5lib_shim import Filter
 from bleach.sanitizer import Cleaner
@@ -28,11 +32,13 @@ __all__ = [
     "ALLOWED_ATTRIBUTES",
     "ALLOWED_TAGS",
     "EXCERPT_CHARS",
+    "EXTERNAL_IMAGE_CLASS",
     "IMAGE_SCHEMES",
     "LINK_REL",
     "LINK_SCHEMES",
     "MAX_BODY_CHARS",
     "MarkupError",
+    "external_image_label",
     "plain_text",
     "render_markdown",
     "sanitize_html",
@@ -49,7 +55,8 @@ HEADING_OFFSET: Final = 2
 
 LINK_SCHEMES: Final = frozenset({"http", "https", "mailto"})
 IMAGE_SCHEMES: Final = frozenset({"http", "https"})
-LINK_REL: Final = "nofollow ugc noopener"
+LINK_REL: Final = "nofollow ugc noopener noreferrer"
+EXTERNAL_IMAGE_CLASS: Final = "external-image"
 
 ALLOWED_TAGS: Final = frozenset(
     {
@@ -64,7 +71,7 @@ ALLOWED_TAGS: Final = frozenset(
 
 ALLOWED_ATTRIBUTES: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
     {
-        "a": frozenset({"href", "title", "rel"}),
+        "a": frozenset({"href", "title", "rel", "class", "target"}),
         "img": frozenset({"src", "alt", "title"}),
         "th": frozenset({"align"}),
         "td": frozenset({"align"}),
@@ -117,10 +124,14 @@ def _allow_attribute(tag: str, name: str, value: str) -> bool:
     if name == "href":
         return _url_allowed(value, LINK_SCHEMES, allow_relative=True)
     if name == "src":
-        # Absolute http(s) only: images will go through a proxy that needs a full URL.
+        # Absolute http(s) only: the image becomes a link that must lead somewhere real.
         return _url_allowed(value, IMAGE_SCHEMES, allow_relative=False)
     if name == "class":
+        if tag == "a":
+            return value == EXTERNAL_IMAGE_CLASS
         return _CODE_CLASS.fullmatch(value) is not None
+    if name == "target":
+        return value == "_blank"
     if name == "align":
         return value in _ALIGNMENTS
     if name == "start":
@@ -138,6 +149,76 @@ class _LinkRelFilter(Filter):  # type: ignore[misc]
             yield token
 
 
+def _image_host(src: str) -> str | None:
+    """The host an image URL (as found in an attribute) points at, in ASCII, or None."""
+    try:
+        host = urlsplit(_URL_IGNORED.sub("", html.unescape(src))).hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    try:
+        # Punycode, so a look-alike Unicode name cannot pose as a familiar site.
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+
+
+def _attribute_text(value: str | None) -> str:
+    """Readable one-line text from an attribute value that still has its references."""
+    return " ".join(_strip_controls(html.unescape(value or "")).split())
+
+
+def external_image_label(alt: str, host: str | None, *, inside_link: bool = False) -> str:
+    """The words shown instead of an image that is not loaded."""
+    what = f"External image \u201c{alt}\u201d" if alt else "External image"
+    if inside_link:
+        return what + (f" from {host}" if host else "") + " (not loaded)"
+    return what + (f" from {host} (opens that site)" if host else " (opens another site)")
+
+
+class _ExternalImageFilter(Filter):  # type: ignore[misc]
+    """html5lib filter that replaces every image by a link to it (or by text in a link)."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        link_depth = 0
+        for token in super().__iter__():
+            kind, name = token["type"], token.get("name")
+            if name == "a" and kind == "StartTag":
+                link_depth += 1
+            elif name == "a" and kind == "EndTag":
+                link_depth = max(0, link_depth - 1)
+            elif name == "img" and kind in ("StartTag", "EmptyTag"):
+                yield from _image_tokens(token["data"], inside_link=link_depth > 0)
+                continue
+            elif name == "img":
+                continue
+            yield token
+
+
+def _image_tokens(attrs: dict[Any, str], *, inside_link: bool) -> Iterator[dict[str, Any]]:
+    alt = _attribute_text(attrs.get((None, "alt")))
+    src = attrs.get((None, "src"))
+    if not src:
+        # The sanitizer dropped a source it does not allow: what is left is the alt text.
+        if alt:
+            yield {"type": "Characters", "data": alt}
+        return
+    label = external_image_label(alt, _image_host(src), inside_link=inside_link)
+    if inside_link:
+        yield {"type": "Characters", "data": label}
+        return
+    link: dict[Any, str] = {(None, "href"): src}
+    if title := attrs.get((None, "title")):
+        link[(None, "title")] = title
+    link[(None, "class")] = EXTERNAL_IMAGE_CLASS
+    link[(None, "rel")] = LINK_REL
+    link[(None, "target")] = "_blank"
+    yield {"type": "StartTag", "namespace": None, "name": "a", "data": link}
+    yield {"type": "Characters", "data": label}
+    yield {"type": "EndTag", "namespace": None, "name": "a"}
+
+
 def _new_cleaner() -> Cleaner:
     return Cleaner(
         tags=ALLOWED_TAGS,
@@ -145,7 +226,7 @@ def _new_cleaner() -> Cleaner:
         protocols=LINK_SCHEMES,
         strip=True,
         strip_comments=True,
-        filters=[_LinkRelFilter],
+        filters=[_ExternalImageFilter, _LinkRelFilter],
     )
 
 
@@ -250,7 +331,10 @@ def render_markdown(text: str) -> str:
 def wrap_user_html(html_text: str) -> Markup:
     """Wrap sanitized post HTML (from render_markdown) in a container htmx ignores."""
     # No re-sanitizing here: the input is stored render_markdown output, and bleach only
-    # emits balanced markup, so nothing in it can close the wrapper.
+    # emits balanced markup, so nothing in it can close the wrapper. HTML stored before
+    # images became links may still hold an <img>: that alone is cleaned again.
+    if "<img" in html_text:
+        html_text = sanitize_html(html_text)
     return Markup('<div class="user-content" hx-disable>') + Markup(html_text) + Markup("</div>")
 
 

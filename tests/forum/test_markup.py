@@ -3,7 +3,8 @@
 The sanitizer suite judges output with an oracle that is written independently of the
 module's allowlist: it parses rendered HTML with the standard library's HTMLParser and with
 html5lib (the browser-conformant parser bleach vendors) and lists everything a browser could
-turn into script, navigation to a dangerous URL, or page-level behaviour.
+turn into script, navigation to a dangerous URL, page-level behaviour, or a request to another
+site made without the reader asking (an embedded image).
 """
 
 from __future__ import annotations
@@ -47,21 +48,20 @@ XHTML_NS = "http://www.w3.org/1999/xhtml"
 SAFE_TAGS = frozenset(
     {
         "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote",
-        "ul", "ol", "li", "strong", "em", "del", "s", "code", "pre", "a", "img",
+        "ul", "ol", "li", "strong", "em", "del", "s", "code", "pre", "a",
         "table", "thead", "tbody", "tr", "th", "td", "sup", "sub",
     }
 )  # fmt: skip
 
 SAFE_ATTRIBUTES: dict[str, frozenset[str]] = {
-    "a": frozenset({"href", "title", "rel"}),
-    "img": frozenset({"src", "alt", "title"}),
+    "a": frozenset({"href", "title", "rel", "class", "target"}),
     "th": frozenset({"align"}),
     "td": frozenset({"align"}),
     "ol": frozenset({"start"}),
     "code": frozenset({"class"}),
 }
 
-REQUIRED_REL = frozenset({"nofollow", "ugc", "noopener"})
+REQUIRED_REL = frozenset({"nofollow", "ugc", "noopener", "noreferrer"})
 URL_NOISE = re.compile(r"[\x00-\x20\x7f-\x9f]|\s")
 
 
@@ -78,6 +78,8 @@ def url_scheme(value: str) -> str | None:
 
 def element_problems(tag: str, attrs: list[tuple[str, str | None]]) -> list[str]:
     """Everything wrong with one start tag; attribute values must be entity-decoded."""
+    if tag == "img":
+        return ["<img> would load an image without the reader asking"]
     if tag not in SAFE_TAGS:
         return [f"tag <{tag}> is not allowed"]
     problems = []
@@ -92,12 +94,13 @@ def element_problems(tag: str, attrs: list[tuple[str, str | None]]) -> list[str]
             scheme = url_scheme(value)
             if scheme is not None and scheme not in {"http", "https", "mailto"}:
                 problems.append(f"href with scheme {scheme!r}: {value!r}")
-        elif lowered == "src":
-            if url_scheme(value) not in {"http", "https"}:
-                problems.append(f"src is not absolute http(s): {value!r}")
         elif lowered == "class":
-            if not re.fullmatch(r"language-[a-z0-9+#-]+", value):
+            expected = r"external-image" if tag == "a" else r"language-[a-z0-9+#-]+"
+            if not re.fullmatch(expected, value):
                 problems.append(f"class {value!r} on <{tag}>")
+        elif lowered == "target":
+            if value != "_blank":
+                problems.append(f"target {value!r} on <{tag}>")
         elif lowered == "align":
             if value not in {"left", "center", "right"}:
                 problems.append(f"align {value!r}")
@@ -218,7 +221,7 @@ def wrapped_problems(wrapped: str) -> list[str]:
 
 # --- the oracle can fail -------------------------------------------------------------------
 
-REL = 'rel="nofollow ugc noopener"'
+REL = 'rel="nofollow ugc noopener noreferrer"'
 
 UNSAFE_SAMPLES = [
     "<script>alert(1)</script>",
@@ -240,7 +243,10 @@ UNSAFE_SAMPLES = [
     f'<a href="java%0ascript:alert(1)" {REL}>x</a>',
     '<a href="https://ok.example/">no rel</a>',
     '<a href="https://ok.example/" rel="nofollow">partial rel</a>',
-    f'<a href="https://ok.example/" {REL} target="_blank">x</a>',
+    '<a href="https://ok.example/" rel="nofollow ugc noopener">no noreferrer</a>',
+    f'<a href="https://ok.example/" {REL} target="other-window">x</a>',
+    f'<a href="https://ok.example/" {REL} class="banner">x</a>',
+    '<img src="https://ok.example/a.png" alt="">',
     '<img src="/relative.png" alt="">',
     '<img src="data:image/png;base64,AAAA" alt="">',
     '<img src="//evil.example/a.png" alt="">',
@@ -290,7 +296,8 @@ def test_oracle_accepts_safe_html() -> None:
     safe = (
         f'<h3>T</h3><p><a href="https://ok.example/a?b=1&amp;c=2" {REL}>x</a> '
         f'<a href="/courses/1" {REL}>rel</a> <a href="mailto:a@ok.example" {REL}>m</a> '
-        '<img src="https://ok.example/a.png" alt="a"></p>'
+        f'<a href="https://ok.example/a.png" class="external-image" {REL} target="_blank">i</a>'
+        "</p>"
         '<pre><code class="language-python">x</code></pre>'
         '<table><thead><tr><th align="left">a</th></tr></thead>'
         '<tbody><tr><td align="right">1</td></tr></tbody></table>'
@@ -368,7 +375,7 @@ def test_raw_html_in_markdown_is_shown_as_text(source: str) -> None:
         assert "&lt;" in out
     collector = _TagCollector()
     collector.feed(out)
-    assert collector.tags <= SAFE_TAGS - {"a", "img"}
+    assert collector.tags <= SAFE_TAGS - {"a"}
 
 
 def test_wrapper_cannot_be_closed_by_content() -> None:
@@ -558,16 +565,16 @@ def test_links_keep_http_href_and_gain_rel() -> None:
     out = render_markdown('[docs](https://docs.example/a?b=1&c=2 "Docs")')
     assert out == (
         '<p><a href="https://docs.example/a?b=1&amp;c=2" title="Docs" '
-        'rel="nofollow ugc noopener">docs</a></p>\n'
+        'rel="nofollow ugc noopener noreferrer">docs</a></p>\n'
     )
 
 
 def test_autolinks_and_relative_links() -> None:
     out = render_markdown("<http://ok.example> <me@ok.example> [course](/courses/7#week-2)")
     assert out == (
-        '<p><a href="http://ok.example" rel="nofollow ugc noopener">http://ok.example</a> '
-        '<a href="mailto:me@ok.example" rel="nofollow ugc noopener">me@ok.example</a> '
-        '<a href="/courses/7#week-2" rel="nofollow ugc noopener">course</a></p>\n'
+        f'<p><a href="http://ok.example" {REL}>http://ok.example</a> '
+        f'<a href="mailto:me@ok.example" {REL}>me@ok.example</a> '
+        f'<a href="/courses/7#week-2" {REL}>course</a></p>\n'
     )
 
 
@@ -580,13 +587,50 @@ def test_refused_link_stays_visible_as_text() -> None:
     assert render_markdown("[x](ftp://ok.example)") == "<p>[x](ftp://ok.example)</p>\n"
 
 
-def test_images() -> None:
+def test_images_become_links_the_reader_may_open() -> None:
     assert render_markdown('![a cat](https://ok.example/cat.png "Cat")') == (
-        '<p><img src="https://ok.example/cat.png" alt="a cat" title="Cat"></p>\n'
+        '<p><a href="https://ok.example/cat.png" title="Cat" class="external-image" '
+        f'{REL} target="_blank">External image \u201ca cat\u201d from ok.example '
+        "(opens that site)</a></p>\n"
+    )
+    assert render_markdown("![](http://ok.example/x.png?a=1&b=2)") == (
+        '<p><a href="http://ok.example/x.png?a=1&amp;b=2" class="external-image" '
+        f'{REL} target="_blank">External image from ok.example (opens that site)</a></p>\n'
     )
     # Sources the sanitizer would drop degrade to their alt text.
     assert render_markdown("![a *cat*](/cat.png)") == "<p>a <em>cat</em></p>\n"
     assert render_markdown("![x](mailto:a@ok.example)") == "<p>x</p>\n"
+
+
+def test_image_alt_text_is_escaped_in_the_label() -> None:
+    out = render_markdown('![<b>&amp; "x"</b>](https://ok.example/a.png)')
+    assert 'External image \u201c&lt;b&gt;&amp; "x"&lt;/b&gt;\u201d from ok.example' in out
+    assert unsafe_reasons(out) == []
+
+
+def test_image_host_is_shown_in_ascii() -> None:
+    out = sanitize_html('<img src="https://b\u00fccher.example/a.png" alt="book">')
+    assert "from xn--bcher-kva.example (opens that site)" in out
+
+
+def test_image_inside_a_link_becomes_plain_text() -> None:
+    out = render_markdown("[![cat](https://img.example/cat.png)](https://ok.example/page)")
+    assert out == (
+        f'<p><a href="https://ok.example/page" {REL}>'
+        "External image \u201ccat\u201d from img.example (not loaded)</a></p>\n"
+    )
+    assert unsafe_reasons(out) == []
+
+
+def test_stored_html_with_an_image_is_shown_as_a_link() -> None:
+    # Posts saved before images became links still hold <img> in their stored HTML.
+    stored = '<p><img src="https://ok.example/cat.png" alt="a cat"> and text</p>\n'
+    wrapped = str(wrap_user_html(stored))
+    assert "<img" not in wrapped
+    assert '<a href="https://ok.example/cat.png" class="external-image"' in wrapped
+    assert wrapped_problems(wrapped) == []
+    plain = "<p>no images</p>\n"
+    assert str(wrap_user_html(plain)) == f'<div class="user-content" hx-disable>{plain}</div>'
 
 
 def test_tables_use_align_not_style() -> None:
