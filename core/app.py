@@ -113,14 +113,23 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    settings: Settings | None = None, *, search: SearchBackend | None = None
+    settings: Settings | None = None,
+    *,
+    search: SearchBackend | None = None,
+    housekeeping: bool | None = None,
 ) -> Starlette:
-    """Build the web application; the lifespan opens the database and the job dispatcher."""
+    """Build the web application; the lifespan opens the database and the job dispatcher.
+
+    Periodic upkeep runs in the web process when jobs do (no Redis); by default only for the
+    site `agora serve` starts, whose settings come from the environment.
+    """
+    if housekeeping is None:
+        housekeeping = settings is None
     settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        runtime = await start(settings, search=search)
+        runtime = await start(settings, search=search, housekeeping=housekeeping)
         # Deliver what an earlier process left behind (e.g. it stopped mid-delivery).
         await runtime.dispatcher.wake()
         sweeper = runtime.dispatcher.start_sweeping(settings.outbox_sweep_seconds)

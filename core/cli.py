@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -203,6 +204,98 @@ def users_suspend(username: str, undo: bool) -> None:
     click.echo(f"{user.username} is {'active' if user.is_active else 'suspended'}.")
 
 
+@users.command("delete")
+@click.argument("username")
+@click.option(
+    "--remove-posts",
+    is_flag=True,
+    help="Remove their posts and blank their review comments where the course allows it "
+    "(default: keep them, shown as by a deleted user).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def users_delete(username: str, remove_posts: bool, yes: bool) -> None:
+    """Delete an account: its personal data goes, the public record stays without its name."""
+    from core import actions, deletion
+    from core.errors import ActionError
+    from core.models import User
+
+    settings = _settings()
+    _migrate(settings)
+
+    async def look() -> tuple[int, deletion.DeletionPlan]:
+        user = await User.get_or_none(username=actions.normalize_username(username))
+        if user is None or user.deleted_at is not None:
+            raise click.ClickException(f"No user {username!r}.")
+        return user.id, await deletion.deletion_plan(user)
+
+    user_id, plan = _with_database(settings, look)
+    if plan.blocked:
+        titles = ", ".join(course.title for course in plan.sole_instructor_of)
+        raise click.ClickException(
+            f"{username} is the only instructor of {titles}. Make another member an "
+            "instructor there first; nothing was deleted."
+        )
+    choice = "removed where the course allows it" if remove_posts else "kept, unnamed"
+    click.echo(
+        f"{username} has {plan.post_count} posts and {plan.review_count} reviews; "
+        f"posts and review comments will be {choice}."
+    )
+    if remove_posts and plan.keeps_posts_in:
+        titles = ", ".join(course.title for course in plan.keeps_posts_in)
+        click.echo(f"These courses do not allow removal, so posts there stay: {titles}.")
+    if not yes:
+        click.confirm(f"Delete the account {username}? This cannot be undone", abort=True)
+
+    async def work() -> deletion.DeletionResult:
+        user = await User.get(id=user_id)
+        return await deletion.delete_account(user, remove_posts=remove_posts, acting_user=None)
+
+    try:
+        result = _with_database(settings, work)
+    except ActionError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(
+        f"Deleted {username} (now {result.username}): {result.posts_removed} posts "
+        f"removed, {result.posts_kept} kept unnamed, {result.reviews_blanked} review comments "
+        "blanked."
+    )
+
+
+@users.command("export")
+@click.argument("username")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Where to write the ZIP (default: agora-export-USERNAME-DATE.zip here).",
+)
+def users_export(username: str, output: Path | None) -> None:
+    """Write USERNAME's data export (the same ZIP the learner can download) to a file."""
+    from core import actions, export
+    from core.models import User
+    from core.timeutil import utcnow
+
+    settings = _settings()
+    _migrate(settings)
+
+    async def work() -> tuple[Path, int]:
+        user = await User.get_or_none(username=actions.normalize_username(username))
+        if user is None:
+            raise click.ClickException(f"No user {username!r}.")
+        target = output or Path(f"agora-export-{user.username}-{utcnow():%Y%m%d-%H%M}.zip")
+        if not target.parent.is_dir():
+            raise click.ClickException(f"The folder {str(target.parent)!r} does not exist.")
+
+        async def progress(percent: int, stage: str) -> None:
+            click.echo(f"{percent:3d} %  {stage}", err=True)
+
+        size = await export.write_archive(user, target, settings=settings, on_progress=progress)
+        return target, size
+
+    target, size = _with_database(settings, work)
+    click.echo(f"Wrote the data export of {username} to {target.resolve()} ({size} bytes).")
+
+
 @main.group()
 def tokens() -> None:
     """Manage API tokens."""
@@ -226,6 +319,39 @@ def tokens_create(username: str, name: str) -> None:
         return await actions.issue_api_token(user, name=name, acting_user=None)
 
     click.echo(_with_database(settings, work))
+
+
+@main.group()
+def notifications() -> None:
+    """Email notifications."""
+
+
+@notifications.command("digest")
+def notifications_digest() -> None:
+    """Send the daily digests that are due now, and say to whom."""
+    from core.notifications import send_due_digests
+
+    settings = _settings()
+    if not settings.smtp_url:
+        raise click.ClickException(
+            "AGORA_SMTP_URL is not set: without a mail server, notifications stay in the app."
+        )
+    _migrate(settings)
+    run = _with_database(settings, send_due_digests)
+    for username, count in run.sent:
+        noun = "notification" if count == 1 else "notifications"
+        click.echo(f"Sent {username} a digest of {count} {noun}.")
+    if not (run.sent or run.failed or run.server_down):
+        click.echo("No digest was due.")
+    for username, error in run.failed:
+        click.echo(f"Not sent to {username}: {error}", err=True)
+    if run.server_down:
+        raise click.ClickException(
+            f"could not send through the mail server ({run.server_down}); "
+            "the remaining digests go out on the next run."
+        )
+    if run.failed:
+        sys.exit(1)
 
 
 def _attach_subcommands() -> None:

@@ -6,6 +6,8 @@ process is wired the same way.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -26,6 +28,7 @@ class Runtime:
     database: TortoiseContext
     dispatcher: jobs.Dispatcher
     search: SearchBackend
+    housekeeping: asyncio.Task[None] | None = None
 
 
 _settings: Settings | None = None
@@ -39,9 +42,17 @@ def settings() -> Settings:
 
 
 async def start(
-    settings: Settings, *, queue: bool = True, search: SearchBackend | None = None
+    settings: Settings,
+    *,
+    queue: bool = True,
+    search: SearchBackend | None = None,
+    housekeeping: bool = False,
 ) -> Runtime:
-    """Open everything; `queue=False` delivers jobs in this process even when Redis is set."""
+    """Open everything; `queue=False` delivers jobs in this process even when Redis is set.
+
+    `housekeeping=True` runs the periodic upkeep (daily digests…) in this process, but only
+    when jobs are delivered here too: with Redis the worker's cron does it.
+    """
     global _settings
     _settings = settings
     database = await open_database(settings)
@@ -55,10 +66,32 @@ async def start(
     except Exception as exc:
         # Search being down must not stop the site: writes go on and the index catches up.
         log.warning("search engine not ready: %s", exc)
-    return Runtime(database=database, dispatcher=dispatcher, search=backend)
+    upkeep = None
+    if housekeeping and isinstance(dispatcher, jobs.InProcessDispatcher):
+        upkeep = asyncio.get_running_loop().create_task(_housekeeping_loop())
+    return Runtime(database=database, dispatcher=dispatcher, search=backend, housekeeping=upkeep)
+
+
+HOUSEKEEPING_FIRST_DELAY_SECONDS = 30
+
+
+async def _housekeeping_loop() -> None:
+    from core.housekeeping import EVERY_SECONDS, run_housekeeping
+
+    await asyncio.sleep(HOUSEKEEPING_FIRST_DELAY_SECONDS)
+    while True:
+        try:
+            await run_housekeeping()
+        except Exception:
+            log.exception("housekeeping failed")
+        await asyncio.sleep(EVERY_SECONDS)
 
 
 async def stop(runtime: Runtime) -> None:
+    if runtime.housekeeping is not None:
+        runtime.housekeeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runtime.housekeeping
     await runtime.dispatcher.close()
     await search_service.close()
     await close_database(runtime.database)

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from core import export, mail
-from core.models import Notification, OutboxEvent, User
+from core import export, mail, notifications
+from core.models import OutboxEvent
 
 
 async def notify(event: OutboxEvent) -> None:
-    """Create the in-app notification described by the event, once."""
+    """Create the in-app notification described by the event (and its email), once."""
     payload = event.payload
-    user = await User.get_or_none(id=payload["user_id"])
-    if user is None:
-        return
-    await Notification.get_or_create(
+    await notifications.deliver(
+        payload["user_id"],
+        kind=payload["kind"],
+        message=payload["message"],
+        link=payload.get("link", ""),
         dedupe_key=f"outbox:{event.id}",
-        defaults={
-            "user": user,
-            "kind": payload["kind"],
-            "message": payload["message"],
-            "link": payload.get("link", ""),
-        },
+        notice_id=payload.get("notice_id"),
     )
 
 

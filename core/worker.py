@@ -1,4 +1,5 @@
-"""The arq worker behind `agora worker`: delivers outbox events and sweeps for missed ones."""
+"""The arq worker behind `agora worker`: delivers outbox events, sweeps for missed ones, and
+runs the periodic upkeep (core/housekeeping.py) every five minutes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
-from core import jobs, ratelimit, runtime
+from core import housekeeping, jobs, ratelimit, runtime
 from core.settings import Settings
 
 log = logging.getLogger("agora.worker")
@@ -26,6 +27,11 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
         log.info("sweep delivered %d outbox events", delivered)
     await ratelimit.forget_old()
     return delivered
+
+
+async def run_housekeeping(ctx: dict[str, Any]) -> dict[str, object]:
+    """Daily digests and other upkeep; arq runs one per scheduled minute across workers."""
+    return await housekeeping.run_housekeeping()
 
 
 def build_worker(settings: Settings, *, burst: bool = False) -> Worker:
@@ -47,7 +53,15 @@ def build_worker(settings: Settings, *, burst: bool = False) -> Worker:
     step = max(1, min(59, settings.outbox_sweep_seconds))
     return Worker(
         functions=[deliver_event],
-        cron_jobs=[cron(sweep_outbox, second=set(range(0, 60, step)), run_at_startup=False)],
+        cron_jobs=[
+            cron(sweep_outbox, second=set(range(0, 60, step)), run_at_startup=False),
+            cron(
+                run_housekeeping,
+                minute=set(range(0, 60, housekeeping.EVERY_SECONDS // 60)),
+                second=30,
+                run_at_startup=False,
+            ),
+        ],
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
         on_startup=on_startup,
         on_shutdown=on_shutdown,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from core.models import Course, Notification, OutboxEvent
+from core import notifications
+from core.models import Course, OutboxEvent
 from forum.models import ANONYMOUS_LABEL, Post, Subscription, Thread
 
 
@@ -19,14 +20,12 @@ async def notify_reply(event: OutboxEvent) -> None:
     for user_id in subscribers:
         if user_id == post.author_id:  # type: ignore[attr-defined]
             continue
-        await Notification.get_or_create(
+        await notifications.deliver(
+            int(user_id),  # type: ignore[call-overload]
+            kind="reply",
+            message=f"{who} replied in “{thread.title}”.",
+            link=f"/courses/{course.slug}/threads/{thread.id}#post-{post.id}",
             dedupe_key=f"outbox:{event.id}:{user_id}",
-            defaults={
-                "user_id": user_id,
-                "kind": "reply",
-                "message": f"{who} replied in “{thread.title}”.",
-                "link": f"/courses/{course.slug}/threads/{thread.id}#post-{post.id}",
-            },
         )
 
 

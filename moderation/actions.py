@@ -142,7 +142,13 @@ async def _notify(
     )
     await jobs.enqueue(
         "core.notify",
-        {"user_id": user_id, "kind": "moderation", "message": summary, "link": "/me/standing"},
+        {
+            "user_id": user_id,
+            "kind": "moderation",
+            "message": summary,
+            "link": "/me/standing",
+            "notice_id": notice.id,
+        },
     )
     return notice
 
