@@ -40,9 +40,9 @@ lint: setup-dev
 typecheck: setup-dev
 	$(BIN)/mypy
 
+# Full size by default; e.g. make bench BENCH_ARGS="--scale 0.02 --only web,log".
 bench: setup-dev
-	$(BIN)/python benchmarks/aggregation.py
-	$(BIN)/python benchmarks/search.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor

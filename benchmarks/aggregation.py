@@ -7,14 +7,21 @@ Run: python benchmarks/aggregation.py [--submissions N] [--reviews N] [--repeats
 
 from __future__ import annotations
 
-import argparse
-import time
-from collections.abc import Callable
+import sys
+from pathlib import Path
 
-import numpy as np
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
-from peer_review.aggregation import aggregate, fit_arrays, group_medians, median_grades
-from peer_review.simulate import simulate
+import argparse  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import Figure, report  # noqa: E402
+from peer_review.aggregation import aggregate, fit_arrays, group_medians, median_grades  # noqa: E402
+from peer_review.simulate import simulate  # noqa: E402
 
 
 def best_of(repeats: int, run: Callable[[], object]) -> float:
@@ -33,6 +40,7 @@ def main() -> None:
     parser.add_argument("--submissions", type=int, default=30_000)
     parser.add_argument("--reviews", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--results-json", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     # Four assigned reviews per submission, less the missing ones, thinned to the target count.
@@ -82,6 +90,29 @@ def main() -> None:
     print(f"group_medians (index arrays):        {median_core:.4f} s")
     print(f"aggregate/median_grades={model / median:.1f}")
     print(f"fit_arrays/group_medians={core / median_core:.1f}")
+    where = f"{len(reviews):,} reviews"
+    report(
+        [
+            Figure(
+                f"peer grade aggregation ({where})",
+                model,
+                "s",
+                "plain median",
+                median,
+                better="lower",
+                note=f"{result.iterations} iterations, converged={result.converged}",
+            ),
+            Figure(
+                f"aggregation model on index arrays ({where})",
+                core,
+                "s",
+                "median on arrays",
+                median_core,
+                better="lower",
+            ),
+        ],
+        args.results_json,
+    )
 
 
 if __name__ == "__main__":
