@@ -6,6 +6,8 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from tortoise.expressions import RawSQL
+
 from core.models import ApiToken, AuthSession, User
 from core.settings import Settings
 from core.timeutil import utcnow
@@ -33,11 +35,27 @@ async def start_session(user: User, settings: Settings, *, user_agent: str = "")
     return key
 
 
-async def resume_session(key: str, settings: Settings) -> AuthSession | None:
-    """The live session for a cookie key, with its user loaded, or None."""
+# The signed-in user's unread notifications, counted in the query that finds the session.
+_UNREAD = RawSQL(
+    '(SELECT COUNT(*) FROM "agora_notification" WHERE "agora_notification"."user_id" = '
+    '"agora_session"."user_id" AND "agora_notification"."read_at" IS NULL)'
+)
+
+
+async def resume_session(
+    key: str, settings: Settings, *, count_unread: bool = False
+) -> AuthSession | None:
+    """The live session for a cookie key, with its user loaded, or None.
+
+    With `count_unread`, the same query also counts the user's unread notifications
+    (see `unread_count`).
+    """
     if not key or len(key) > 100:
         return None
-    session = await AuthSession.get_or_none(key_hash=digest(key)).select_related("user")
+    query = AuthSession.filter(key_hash=digest(key)).select_related("user")
+    if count_unread:
+        query = query.annotate(unread_notifications=_UNREAD)
+    session = await query.first()
     if session is None:
         return None
     now = utcnow()
@@ -47,6 +65,11 @@ async def resume_session(key: str, settings: Settings) -> AuthSession | None:
         session.last_seen_at = now
         await AuthSession.filter(id=session.id).update(last_seen_at=now)
     return session
+
+
+def unread_count(session: AuthSession) -> int:
+    """The unread notifications counted by `resume_session(..., count_unread=True)`."""
+    return int(getattr(session, "unread_notifications", 0) or 0)
 
 
 async def end_session(key: str) -> None:

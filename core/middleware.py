@@ -15,8 +15,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tortoise.exceptions import ValidationError
 
-from core.auth import SESSION_COOKIE, resume_session, user_for_token
-from core.models import Notification
+from core.auth import SESSION_COOKIE, resume_session, unread_count, user_for_token
 from core.settings import Settings
 
 CSRF_COOKIE = "agora_csrf"
@@ -29,6 +28,18 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
+# Powerful browser features Agora never uses, refused for every page and anything it embeds.
+# Only names the browser knows: an unknown one is reported as an error on every page.
+PERMISSIONS_POLICY = ", ".join(
+    f"{feature}=()"
+    for feature in (
+        "accelerometer", "autoplay", "bluetooth", "browsing-topics", "camera",
+        "display-capture", "encrypted-media", "geolocation", "gyroscope", "hid",
+        "idle-detection", "magnetometer", "microphone", "midi", "payment",
+        "publickey-credentials-get", "screen-wake-lock", "serial", "usb",
+        "xr-spatial-tracking",
+    )
+)  # fmt: skip
 
 
 def _cookies(scope: Scope) -> dict[str, str]:
@@ -97,15 +108,15 @@ class AuthMiddleware:
                 scope["user"] = await user_for_token(token.strip())
         else:
             key = _cookies(scope).get(SESSION_COOKIE, "")
-            session = await resume_session(key, self.settings) if key else None
+            # Pages show the unread count in their header; it comes with the session lookup.
+            page = scope["method"] == "GET" and not scope["path"].startswith("/api/")
+            session = await resume_session(key, self.settings, count_unread=page) if key else None
             if session is not None:
                 scope["user"] = session.user
                 scope["auth_session"] = session
                 scope["auth_via"] = "session"
-                if scope["method"] == "GET" and not scope["path"].startswith("/api/"):
-                    scope["unread_notifications"] = await Notification.filter(
-                        user_id=session.user.id, read_at=None
-                    ).count()
+                if page:
+                    scope["unread_notifications"] = unread_count(session)
         await _refusing_overlong_values(self.app, scope, receive, send)
 
 
@@ -261,7 +272,11 @@ def _replayer(body: bytes) -> Receive:
 
 
 class SecurityHeadersMiddleware:
-    """A strict CSP and the usual hardening headers on every response."""
+    """A strict CSP and the usual hardening and privacy headers on every response.
+
+    Nothing a page loads may come from another origin, no referrer leaves the site, and
+    links are not resolved ahead of a click.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -281,7 +296,9 @@ class SecurityHeadersMiddleware:
                     (b"referrer-policy", b"same-origin"),
                     (b"x-frame-options", b"DENY"),
                     (b"cross-origin-opener-policy", b"same-origin"),
-                    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+                    (b"cross-origin-resource-policy", b"same-origin"),
+                    (b"x-dns-prefetch-control", b"off"),
+                    (b"permissions-policy", PERMISSIONS_POLICY.encode()),
                 ):
                     if name not in present:
                         headers.append((name, value))

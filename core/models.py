@@ -183,6 +183,8 @@ class Notification(Model):
     class Meta:
         table = "agora_notification"
         ordering = ("-created_at", "-id")
+        # A user's notifications, newest first, and their unread count on every page.
+        indexes = (("user_id", "created_at"), ("user_id", "read_at"))
 
 
 class OutboxEvent(Model):
@@ -195,6 +197,10 @@ class OutboxEvent(Model):
     delivered_at = fields.DatetimeField(null=True, db_index=True)
     attempts = fields.IntField(default=0)
     last_error = fields.TextField(null=True)
+    # Which delivery run is working on the row, and until when: other runs leave it alone
+    # until then, so a run that died lets go of its rows when the claim runs out.
+    claimed_by = fields.CharField(max_length=64, null=True)
+    claimed_until = fields.DatetimeField(null=True)
 
     class Meta:
         table = "agora_outbox"

@@ -159,8 +159,11 @@ def _int_param(request: Request, name: str, default: int | None) -> int | None:
         ) from None
 
 
-async def _thread_out(thread: Thread, user: User, role: Role | None) -> ThreadOut:
-    await thread.fetch_related("author")
+async def _thread_out(
+    thread: Thread, user: User, role: Role | None, *, author_loaded: bool = False
+) -> ThreadOut:
+    if not author_loaded:
+        await thread.fetch_related("author")
     return ThreadOut(
         id=thread.id,
         forum_id=thread.forum_id,  # type: ignore[attr-defined]
@@ -189,7 +192,9 @@ async def list_threads(request: Request) -> Response:
         .limit(THREADS_PER_PAGE)
         .select_related("author")
     )
-    return json_response([await _thread_out(thread, user, role) for thread in rows])
+    return json_response(
+        [await _thread_out(thread, user, role, author_loaded=True) for thread in rows]
+    )
 
 
 async def _detail(thread: Thread, user: User, role: Role | None, page: int) -> ThreadDetailOut:

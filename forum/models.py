@@ -45,6 +45,7 @@ class Forum(Model):
     class Meta:
         table = "agora_forum"
         ordering = ("position", "id")
+        indexes = (("course_id", "position"),)
 
     def can_be_posted_in_by(self, user: User | None, role: Role | None) -> bool:
         return user is not None and user.is_active and (user.is_admin or role is not None)
@@ -76,7 +77,11 @@ class Thread(Model):
 
     class Meta:
         table = "agora_thread"
-        indexes = (("forum_id", "is_pinned", "last_activity_at"),)
+        # A forum's threads and a course's threads (the API), pinned first, latest activity next.
+        indexes = (
+            ("forum_id", "is_pinned", "last_activity_at"),
+            ("course_id", "is_pinned", "last_activity_at"),
+        )
 
     def can_accept_answer(self, user: User | None, role: Role | None) -> bool:
         if self.kind != ThreadKind.QUESTION or user is None or not user.is_active:
@@ -117,7 +122,8 @@ class Post(Model):
 
     class Meta:
         table = "agora_post"
-        indexes = (("thread_id", "parent_id", "id"),)
+        # A thread's posts in order, and an author's posts (exports, account deletion).
+        indexes = (("thread_id", "parent_id", "id"), ("author_id", "created_at"))
 
     @property
     def is_deleted(self) -> bool:
@@ -219,9 +225,10 @@ async def forum_in_course(course: Course, forum_id: int) -> Forum:
     return forum
 
 
-async def thread_in_course(course: Course, thread_id: int) -> Thread:
-    """The thread with this id if it belongs to the course, else NotFound."""
-    thread = await Thread.get_or_none(id=thread_id, course_id=course.id)
+async def thread_in_course(course: Course, thread_id: int, *, with_forum: bool = False) -> Thread:
+    """The thread with this id in the course (its forum loaded if asked), else NotFound."""
+    query = Thread.get_or_none(id=thread_id, course_id=course.id)
+    thread = await (query.select_related("forum") if with_forum else query)
     if thread is None:
         raise NotFound("There is no such thread in this course.")
     return thread

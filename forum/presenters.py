@@ -9,9 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from math import ceil
+from typing import TypeVar, cast
 
 from markupsafe import Markup
+from tortoise.expressions import F
+from tortoise.functions import Count
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
 
+from core.errors import NotFound
 from core.models import Course, Role, User
 from forum.markup import wrap_user_html
 from forum.models import (
@@ -28,8 +34,12 @@ from forum.models import (
     is_staff,
 )
 
+M = TypeVar("M", bound=Model)
+
 THREADS_PER_PAGE = 30
 POSTS_PER_PAGE = 30
+# A thread with at most this many replies is read in one query and paged in memory.
+WHOLE_THREAD_REPLIES = 150
 
 
 @dataclass(slots=True)
@@ -40,8 +50,17 @@ class Author:
     anonymous_to_classmates: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Person:
+    """The only fields of a user that a page shows next to what they wrote."""
+
+    id: int
+    username: str
+    display_name: str
+
+
 def author_for(
-    user: User | None, anonymous: bool, viewer: User | None, role: Role | None
+    user: User | Person | None, anonymous: bool, viewer: User | None, role: Role | None
 ) -> Author:
     """How an author appears to `viewer`."""
     if user is None:
@@ -51,6 +70,21 @@ def author_for(
             return Author(user.display_name, user.username, anonymous_to_classmates=True)
         return Author(ANONYMOUS_LABEL, None)
     return Author(user.display_name, user.username)
+
+
+def with_author(query: QuerySet[M]) -> QuerySet[M]:
+    """The rows with their author's username and display name, read in the same query."""
+    return query.annotate(
+        author_username=F("author__username"), author_name=F("author__display_name")
+    )
+
+
+def author_of(row: Post | Thread) -> Person | None:
+    """The author that `with_author` read alongside a post or thread (None once deleted)."""
+    author_id: int | None = row.author_id  # type: ignore[union-attr]
+    if author_id is None:
+        return None
+    return Person(author_id, getattr(row, "author_username", ""), getattr(row, "author_name", ""))
 
 
 def is_answer(post: Post) -> bool:
@@ -171,13 +205,22 @@ async def thread_summaries(
     forum: Forum, viewer: User, role: Role | None, page_number: int
 ) -> tuple[list[ThreadSummary], Page]:
     base = Thread.filter(forum_id=forum.id)
-    page = page_of(page_number, await base.count(), THREADS_PER_PAGE)
-    threads = (
-        await base.order_by("-is_pinned", "-last_activity_at", "-id")
-        .offset((page.number - 1) * THREADS_PER_PAGE)
-        .limit(THREADS_PER_PAGE)
-        .select_related("author")
-    )
+    ordered = base.order_by("-is_pinned", "-last_activity_at", "-id")
+    threads: list[Thread]
+    if page_number <= 1:
+        # A first page that is not full is the whole forum: no need to count.
+        threads = list(await with_author(ordered.limit(THREADS_PER_PAGE)))
+        total = len(threads) if len(threads) < THREADS_PER_PAGE else await base.count()
+        page = page_of(1, total, THREADS_PER_PAGE)
+    else:
+        page = page_of(page_number, await base.count(), THREADS_PER_PAGE)
+        threads = list(
+            await with_author(
+                ordered.offset((page.number - 1) * THREADS_PER_PAGE).limit(THREADS_PER_PAGE)
+            )
+        )
+    if not threads:
+        return [], page
     visits = dict(
         await ThreadVisit.filter(
             user_id=viewer.id, thread_id__in=[t.id for t in threads]
@@ -188,7 +231,7 @@ async def thread_summaries(
             id=t.id,
             title=t.title,
             kind=ThreadKind(t.kind),
-            author=author_for(t.author, t.is_anonymous, viewer, role),
+            author=author_for(author_of(t), t.is_anonymous, viewer, role),
             created_at=t.created_at,
             last_activity_at=t.last_activity_at,
             reply_count=t.reply_count,
@@ -212,40 +255,78 @@ class ThreadPage:
     can_reply: bool
     can_accept: bool
     last_seen_at: datetime | None
+    # When the newest post on the page was written.
+    newest_at: datetime
     can_moderate: bool = False
 
 
+async def _page_posts(
+    thread: Thread, page_number: int
+) -> tuple[Post, list[Post], list[Post], Page]:
+    """The opening post, one page of answers and the replies to those answers."""
+    if thread.reply_count <= WHOLE_THREAD_REPLIES:
+        every = list(await with_author(Post.filter(thread_id=thread.id).order_by("id")))
+        opening = next((p for p in every if p.is_opening), None)
+        top_level = [p for p in every if is_answer(p)]
+        page = page_of(page_number, len(top_level), POSTS_PER_PAGE)
+        start = (page.number - 1) * POSTS_PER_PAGE
+        answers = top_level[start : start + POSTS_PER_PAGE]
+        shown = {a.id for a in answers}
+        replies = [p for p in every if p.parent_id in shown]  # type: ignore[attr-defined]
+    else:
+        top = Post.filter(thread_id=thread.id, parent_id=None)
+        page = page_of(page_number, await top.filter(is_opening=False).count(), POSTS_PER_PAGE)
+        if page.number == 1:
+            # The opening post sorts first, so one query reads it with the first answers.
+            rows = await with_author(top.order_by("-is_opening", "id").limit(POSTS_PER_PAGE + 1))
+            opening = rows[0] if rows and rows[0].is_opening else None
+            answers = [p for p in rows if not p.is_opening][:POSTS_PER_PAGE]
+        else:
+            opening = await with_author(top.filter(is_opening=True)).first()
+            answers = list(
+                await with_author(
+                    top.filter(is_opening=False)
+                    .order_by("id")
+                    .offset((page.number - 1) * POSTS_PER_PAGE)
+                    .limit(POSTS_PER_PAGE)
+                )
+            )
+        replies = (
+            list(
+                await with_author(
+                    Post.filter(
+                        thread_id=thread.id, parent_id__in=[a.id for a in answers]
+                    ).order_by("id")
+                )
+            )
+            if answers
+            else []
+        )
+    if opening is None:
+        raise NotFound("This thread has no opening post.")
+    return opening, answers, replies, page
+
+
 async def thread_page(
-    thread: Thread, viewer: User, role: Role | None, page_number: int
+    thread: Thread, viewer: User, role: Role | None, page_number: int, forum: Forum | None = None
 ) -> ThreadPage:
     """The opening post and one page of answers with their replies, for this viewer."""
-    forum = await Forum.get(id=thread.forum_id)  # type: ignore[attr-defined]
-    top_level = Post.filter(thread_id=thread.id, parent_id=None, is_opening=False)
-    page = page_of(page_number, await top_level.count(), POSTS_PER_PAGE)
-    opening = await Post.get(thread_id=thread.id, is_opening=True).select_related("author")
-    answers = list(
-        await top_level.order_by("id")
-        .offset((page.number - 1) * POSTS_PER_PAGE)
-        .limit(POSTS_PER_PAGE)
-        .select_related("author")
-    )
-    replies = (
-        list(
-            await Post.filter(parent_id__in=[a.id for a in answers])
-            .order_by("id")
-            .select_related("author")
-        )
-        if answers
-        else []
-    )
+    if forum is None:
+        forum = await Forum.get(id=thread.forum_id)  # type: ignore[attr-defined]
+    opening, answers, replies, page = await _page_posts(thread, page_number)
     shown = [opening, *answers, *replies]
-    voted = set(
-        await Vote.filter(user_id=viewer.id, post_id__in=[p.id for p in shown]).values_list(
+    # Only a post with votes can carry this viewer's vote (vote_count is kept exact).
+    with_votes = [p.id for p in shown if p.vote_count and not p.is_by(viewer)]
+    voted: set[int] = set()
+    if with_votes:
+        rows = await Vote.filter(user_id=viewer.id, post_id__in=with_votes).values_list(
             "post_id", flat=True
         )
+        voted = set(cast("list[int]", rows))
+    seen = await ThreadVisit.filter(thread_id=thread.id, user_id=viewer.id).values_list(
+        "last_seen_at", flat=True
     )
-    visit = await ThreadVisit.get_or_none(thread_id=thread.id, user_id=viewer.id)
-    last_seen = visit.last_seen_at if visit else None
+    last_seen = cast("list[datetime]", seen)[0] if seen else None
     can_accept = thread.can_accept_answer(viewer, role)
     staff = is_staff(viewer, role)
     notes = await moderation_notes(shown, thread.course_id)  # type: ignore[attr-defined]
@@ -253,12 +334,13 @@ async def thread_page(
     def view(post: Post) -> PostView:
         deleted = post.is_deleted
         readable = body_is_visible(post, viewer, role)
+        own = post.is_by(viewer)
         return PostView(
             id=post.id,
             thread_id=thread.id,
             parent_id=post.parent_id,  # type: ignore[attr-defined]
             is_opening=post.is_opening,
-            author=author_for(post.author, post.is_anonymous, viewer, role),
+            author=author_for(author_of(post), post.is_anonymous, viewer, role),
             body_html=wrap_user_html(post.body_html) if readable else Markup(""),
             body_markdown=post.body_markdown if readable else "",
             state=PostState(post.state).value,
@@ -271,8 +353,8 @@ async def thread_page(
             is_endorsed=post.is_endorsed,
             vote_count=post.vote_count,
             voted=post.id in voted,
-            is_new=last_seen is not None and post.created_at > last_seen and not post.is_by(viewer),
-            is_own=post.is_by(viewer),
+            is_new=last_seen is not None and post.created_at > last_seen and not own,
+            is_own=own,
             can_edit=post.can_be_edited_by(viewer, role),
             can_delete=post.can_be_deleted_by(viewer),
             can_vote=post.can_be_voted_on_by(viewer, role),
@@ -296,6 +378,7 @@ async def thread_page(
         can_reply=thread.can_be_replied_to_by(viewer, role),
         can_accept=can_accept,
         last_seen_at=last_seen,
+        newest_at=max(p.created_at for p in shown),
         can_moderate=staff,
     )
 
@@ -338,8 +421,14 @@ async def post_view(post: Post, viewer: User, role: Role | None) -> PostView:
 
 
 async def course_forums(course: Course) -> list[tuple[Forum, int]]:
+    """The course's forums in order, each with its number of threads."""
     forums = await Forum.filter(course_id=course.id).order_by("position", "id")
-    result = []
-    for forum in forums:
-        result.append((forum, await Thread.filter(forum_id=forum.id).count()))
-    return result
+    if not forums:
+        return []
+    counts = dict(
+        await Thread.filter(forum_id__in=[f.id for f in forums])
+        .group_by("forum_id")
+        .annotate(threads=Count("id"))
+        .values_list("forum_id", "threads")
+    )
+    return [(forum, counts.get(forum.id, 0)) for forum in forums]

@@ -121,9 +121,15 @@ async def _thread_response(
     message: str = "",
     values: dict[str, str] | None = None,
     mark_read: bool = False,
+    fresh: bool = False,
 ) -> Response:
-    data = await thread_page(await Thread.get(id=thread.id), user, role, page_number)
-    if mark_read:
+    """The thread page or its posts block (`fresh`: `thread` was just read with its forum)."""
+    if not fresh:
+        thread = await Thread.get(id=thread.id).select_related("forum")
+    data = await thread_page(thread, user, role, page_number, forum=thread.forum)
+    # Nothing was posted since the last visit: moving its time on would change no marker.
+    seen = data.last_seen_at
+    if mark_read and (seen is None or max(thread.last_activity_at, data.newest_at) > seen):
         await actions.mark_visited(thread, acting_user=user)
     forum = data.forum
     return render(
@@ -145,7 +151,7 @@ async def _thread_response(
 
 async def thread_view(request: Request) -> Response:
     course, user, role = await course_member(request)
-    thread = await thread_in_course(course, request.path_params["thread_id"])
+    thread = await thread_in_course(course, request.path_params["thread_id"], with_forum=True)
     return await _thread_response(
         request,
         course,
@@ -154,6 +160,7 @@ async def thread_view(request: Request) -> Response:
         role,
         page_number=_page_number(request),
         mark_read=not is_htmx(request),
+        fresh=True,
     )
 
 
@@ -344,8 +351,12 @@ async def history(request: Request) -> Response:
     if not body_is_visible(post, user, role):
         raise PermissionDenied("This post is hidden or removed, so its history is not shown.")
     revisions = await Revision.filter(post_id=post.id).order_by("id").select_related("editor")
+    # Each revision keeps the text before an edit; the text after it is the next one's, or
+    # the post's own for the last. A post never edited has none, and an empty history.
     later_texts = [r.previous_markdown for r in revisions[1:]] + [post.body_markdown]
     later_titles = [r.previous_title for r in revisions[1:]] + [thread.title]
+    if not revisions:
+        later_texts, later_titles = [], []
     entries = []
     for number, (revision, after, after_title) in enumerate(
         zip(revisions, later_texts, later_titles, strict=True), start=1

@@ -83,6 +83,8 @@ class LogEntry(Model):
     class Meta:
         table = "agora_log_entry"
         ordering = ("seq",)
+        # A course's log (or the site-wide one, course_id NULL) paged by seq.
+        indexes = (("course_id", "seq"),)
 
 
 class TreeHead(Model):
@@ -149,6 +151,8 @@ class Sanction(Model):
 
     class Meta:
         table = "agora_sanction"
+        # Every course page asks whether its viewer is suspended there.
+        indexes = (("course_id", "user_id"),)
 
     def is_active(self, now: datetime) -> bool:
         if self.kind == SanctionKind.WARNING or self.lifted_at is not None:

@@ -1,0 +1,73 @@
+"""`verify_log` reads a long log in batches and checks its signatures on worker processes.
+
+Here the batches and the parallel threshold are made tiny, so a log of a dozen entries takes
+every path a log of 100,000 takes: the tampering of test_tamper.py is still caught when it
+sits on a batch boundary or in a chunk of heads checked by another process.
+"""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tortoise.connection import get_connection
+
+from core.settings import Settings
+from moderation import log, triggers
+from moderation.models import LogEntry, TreeHead
+from tests.moderation.test_log import build_log, make_world
+from tests.moderation.test_tamper import CASES, Case
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.factories import reuse_password_hashes
+
+    reuse_password_hashes(monkeypatch)
+
+
+@pytest.fixture
+def tiny_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(log, "VERIFY_BATCH", 2)
+    monkeypatch.setattr(log, "SIGNATURE_CHUNK", 3)
+    monkeypatch.setattr(log, "PARALLEL_FROM", 4)
+
+
+async def test_an_intact_log_read_in_batches_verifies(db: Settings, tiny_batches: None) -> None:
+    await build_log(await make_world(), 9)
+    report = await log.verify_log()
+    assert report.ok, report.problems
+    assert report.entries == report.heads == await LogEntry.all().count() > 9
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c.with_key], ids=str)
+async def test_tampering_is_caught_in_batches(db: Settings, tiny_batches: None, case: Case) -> None:
+    await build_log(await make_world(3), 9)
+    size = await LogEntry.all().count()
+    await triggers.remove(get_connection("default"))
+    await case.tamper(size)
+    report = await log.verify_log()
+    assert not report.ok
+    assert any(case.audit_says in p for p in report.problems), report.problems
+
+
+async def test_each_bad_signature_is_named_once_whichever_process_checked_it(
+    db: Settings, tiny_batches: None
+) -> None:
+    await build_log(await make_world(), 9)
+    await triggers.remove(get_connection("default"))
+    forged = Ed25519PrivateKey.generate().sign(b"not the head").hex()
+    await TreeHead.filter(size__in=[2, 7, 9]).update(signature_hex=forged)
+    await TreeHead.filter(size=5).update(signature_hex="not hex at all")
+    report = await log.verify_log()
+    assert [p for p in report.problems if "signature" in p] == [
+        f"tree head at size {size}: signature does not verify" for size in (2, 5, 7, 9)
+    ]
+
+
+async def test_an_unreadable_head_is_reported_not_a_crash(db: Settings, tiny_batches: None) -> None:
+    await build_log(await make_world(), 6)
+    await triggers.remove(get_connection("default"))
+    await TreeHead.filter(size=3).update(root_hex="zz" * 32)
+    report = await log.verify_log()
+    assert "tree head at size 3: its root or signing time is unreadable" in report.problems
+    assert "tree head at size 3: signature does not verify" in report.problems
