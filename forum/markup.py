@@ -107,6 +107,9 @@ def _url_scheme(url: str) -> str | None:
     return match.group(1) if match else None
 
 
+_URL_FORBIDDEN_CHARS: Final = re.compile(r'["<>`]')
+
+
 def _url_allowed(url: str, schemes: frozenset[str], *, allow_relative: bool) -> bool:
     """Return whether url has one of schemes, or is relative and relative URLs are allowed."""
     scheme = _url_scheme(url)
@@ -121,6 +124,10 @@ def _allow_attribute(tag: str, name: str, value: str) -> bool:
         return False
     # Values arrive with character references still encoded: bleach's tokenizer leaves
     # them alone, and the URL check decodes them itself.
+    if name in {"href", "src"} and _URL_FORBIDDEN_CHARS.search(value):
+        # Never part of a real URL (they are percent-encoded there); bleach also serializes
+        # such values in a way that a second pass changes.
+        return False
     if name == "href":
         return _url_allowed(value, LINK_SCHEMES, allow_relative=True)
     if name == "src":
