@@ -275,6 +275,15 @@ async def test_a_refused_reply_shows_why_and_keeps_the_text(world: World, browse
 # ---------------------------------------------------------------- edits and history
 
 
+async def test_a_post_never_edited_has_an_empty_history(world: World, browser: Open) -> None:
+    thread = await make_thread(world.forum, world.asker, title="Plain", body="never changed")
+    opening = await Post.get(thread_id=thread.id, is_opening=True)
+    web = await browser(world.learner)
+    history = await web.get(f"{world.base}/posts/{opening.id}/history")
+    assert history.status_code == 200
+    assert "This post has not been edited." in history.text
+
+
 async def test_an_edit_through_the_form_shows_in_the_history(world: World, browser: Open) -> None:
     thread = await make_thread(world.forum, world.asker, title="Grammar", body="line one\nline two")
     opening = await Post.get(thread_id=thread.id, is_opening=True)
