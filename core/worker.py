@@ -20,13 +20,19 @@ async def deliver_event(ctx: dict[str, Any], event_id: int) -> bool:
     return await jobs.deliver(event_id)
 
 
-async def sweep_outbox(ctx: dict[str, Any]) -> int:
+async def deliver_outbox(ctx: dict[str, Any]) -> None:
+    """Start delivering what is pending (web processes ask for this after a write).
+
+    The worker's own delivery loop does the work, outside arq's jobs, so that stopping the
+    worker lets it finish the batch in hand instead of cancelling it between a handler and
+    its "delivered" mark."""
+    await jobs.wake()
+
+
+async def sweep_outbox(ctx: dict[str, Any]) -> None:
     """Deliver anything the web processes could not hand over (e.g. while Redis was down)."""
-    delivered = await jobs.deliver_pending()
-    if delivered:
-        log.info("sweep delivered %d outbox events", delivered)
+    await jobs.wake()
     await ratelimit.forget_old()
-    return delivered
 
 
 async def run_housekeeping(ctx: dict[str, Any]) -> dict[str, object]:
@@ -52,7 +58,7 @@ def build_worker(settings: Settings, *, burst: bool = False) -> Worker:
 
     step = max(1, min(59, settings.outbox_sweep_seconds))
     return Worker(
-        functions=[deliver_event],
+        functions=[deliver_outbox, deliver_event],
         cron_jobs=[
             cron(sweep_outbox, second=set(range(0, 60, step)), run_at_startup=False),
             cron(
