@@ -430,32 +430,29 @@ class EmbeddedBackend:
 
     async def upsert(self, docs: Sequence[PostDocument]) -> None:
         """Add or replace documents by id, committed and visible on return."""
+        await self.apply(docs, ())
+
+    async def delete(self, ids: Sequence[str]) -> None:
+        """Remove documents by id."""
+        await self.apply((), ids)
+
+    async def apply(self, docs: Sequence[PostDocument], delete_ids: Sequence[str]) -> None:
+        """Upsert docs and delete ids in one commit (an id in both keeps its new document)."""
         latest = {doc.id: doc for doc in docs}
-        if not latest:
+        gone = sorted(set(delete_ids) - latest.keys())
+        if not latest and not gone:
             return
         if self._closed:
             raise SearchUnavailable("search backend is closed")
 
         def ops(writer: tantivy.IndexWriter) -> None:
+            for doc_id in gone:
+                writer.delete_documents_by_term("id", doc_id)
             for doc in latest.values():
                 writer.delete_documents_by_term("id", doc.id)
                 writer.add_document(_to_tantivy(doc))
 
         await self._write(len(latest), ops)
-
-    async def delete(self, ids: Sequence[str]) -> None:
-        """Remove documents by id."""
-        unique = sorted(set(ids))
-        if not unique:
-            return
-        if self._closed:
-            raise SearchUnavailable("search backend is closed")
-
-        def ops(writer: tantivy.IndexWriter) -> None:
-            for doc_id in unique:
-                writer.delete_documents_by_term("id", doc_id)
-
-        await self._write(0, ops)
 
     async def delete_course(self, course_id: int) -> None:
         """Remove every document of a course."""

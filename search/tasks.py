@@ -6,13 +6,29 @@ carries no trace of its author (DESIGN.md invariants 5 and 7).
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from tortoise.connection import get_connection
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
 from core.models import Course, OutboxEvent
 from forum.markup import plain_text
 from forum.models import Post, PostState, Thread, ThreadKind
 from search import service
 from search.backends import PostDocument
+from search.embedded import EmbeddedBackend
 
 BODY_CHARS = 20_000
+# pg_advisory_xact_lock key that orders index jobs across processes ("agoraidx").
+INDEX_LOCK_KEY = 0x6167_6F72_6169_6478
+
+_local_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def document_id(post_id: int) -> str:
@@ -32,7 +48,7 @@ def to_document(post: Post, thread: Thread, course: Course) -> PostDocument:
         course_id=course.id,
         forum_id=thread.forum_id,  # type: ignore[attr-defined]
         thread_id=thread.id,
-        thread_kind=ThreadKind(thread.kind).value,  # type: ignore[arg-type]
+        thread_kind=ThreadKind(thread.kind).value,
         thread_title=thread.title,
         body=plain_text(post.body_html, is_html=True, max_chars=BODY_CHARS),
         author_handle=author,
@@ -42,32 +58,69 @@ def to_document(post: Post, thread: Thread, course: Course) -> PostDocument:
     )
 
 
-async def sync_posts(posts: list[Post]) -> None:
-    """Upsert the visible posts and delete the others, for one thread."""
-    if not posts:
-        return
-    thread = await Thread.get(id=posts[0].thread_id)  # type: ignore[attr-defined]
-    course = await Course.get(id=thread.course_id)  # type: ignore[attr-defined]
+async def _write(docs: list[PostDocument], gone: list[str]) -> None:
     backend = service.backend()
-    visible = [p for p in posts if is_indexable(p)]
-    gone = [document_id(p.id) for p in posts if not is_indexable(p)]
-    if visible:
-        await backend.upsert([to_document(p, thread, course) for p in visible])
+    if isinstance(backend, EmbeddedBackend):
+        await backend.apply(docs, gone)
+        return
+    if docs:
+        await backend.upsert(docs)
     if gone:
         await backend.delete(gone)
 
 
-async def index_post(event: OutboxEvent) -> None:
-    post = await Post.get_or_none(id=event.payload["post_id"]).select_related("author")
-    if post is None:
-        await service.backend().delete([document_id(event.payload["post_id"])])
+def _local_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _local_locks.get(loop)
+    if lock is None:
+        lock = _local_locks[loop] = asyncio.Lock()
+    return lock
+
+
+@asynccontextmanager
+async def _index_turn() -> AsyncIterator[None]:
+    """Index jobs take turns, in this process and (on PostgreSQL) across processes.
+
+    A job reads the posts, then writes the index. Two jobs doing that for the same post at
+    once could land the older read last; taking turns, the last to write read last, so the
+    index ends with the current text. On SQLite no transaction is held: it would stop every
+    other query of the process while the index commits.
+    """
+    async with _local_lock():
+        if get_connection("default").capabilities.dialect != "postgres":
+            yield
+            return
+        async with in_transaction() as connection:
+            await connection.execute_query("SELECT pg_advisory_xact_lock($1)", [INDEX_LOCK_KEY])
+            yield
+
+
+async def index_events(events: Sequence[OutboxEvent]) -> None:
+    """Bring the index in step with the posts and threads named by events, in one commit."""
+    post_ids = {int(e.payload["post_id"]) for e in events if e.kind == "search.index_post"}
+    thread_ids = {int(e.payload["thread_id"]) for e in events if e.kind == "search.index_thread"}
+    if not post_ids and not thread_ids:
         return
-    await sync_posts([post])
+    wanted = Q(id__in=sorted(post_ids)) if post_ids else Q()
+    if thread_ids:
+        in_threads = Q(thread_id__in=sorted(thread_ids))
+        wanted = (wanted | in_threads) if post_ids else in_threads
+    async with _index_turn():
+        posts = await Post.filter(wanted).select_related("author", "thread__course")
+        docs = [to_document(p, p.thread, p.thread.course) for p in posts if is_indexable(p)]
+        seen = {p.id for p in posts}
+        gone = [document_id(p.id) for p in posts if not is_indexable(p)]
+        gone += [document_id(i) for i in sorted(post_ids - seen)]
+        await _write(docs, gone)
+
+
+async def index_post(event: OutboxEvent) -> None:
+    await index_events([event])
 
 
 async def index_thread(event: OutboxEvent) -> None:
-    posts = await Post.filter(thread_id=event.payload["thread_id"]).select_related("author")
-    await sync_posts(list(posts))
+    await index_events([event])
 
 
 HANDLERS = {"search.index_post": index_post, "search.index_thread": index_thread}
+BATCH_HANDLERS = {"search.index_post": index_events, "search.index_thread": index_events}
