@@ -125,6 +125,79 @@ async def deliver(
     return notification
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One notification for `deliver_many`; the arguments of `deliver`."""
+
+    user_id: int
+    kind: str
+    message: str
+    dedupe_key: str
+    link: str = ""
+
+
+async def deliver_many(items: list[Outgoing]) -> int:
+    """`deliver` for many notifications at once (a reply's subscribers); returns how many
+    were created now. Keys already delivered are skipped, so running it again adds nothing."""
+    by_key = {item.dedupe_key: item for item in items}
+    if not by_key:
+        return 0
+    user_ids = sorted({i.user_id for i in by_key.values()})
+    emailing = mail.is_configured()
+    users: dict[int, User] = {}
+    if emailing:
+        users = {u.id: u for u in await User.filter(id__in=user_ids, deleted_at=None)}
+        present = set(users)
+    else:
+        found = await User.filter(id__in=user_ids, deleted_at=None).values_list("id", flat=True)
+        present = {int(i) for i in found}  # type: ignore[call-overload]
+    wanted = [i for i in by_key.values() if i.user_id in present]
+    if not wanted:
+        return 0
+    created = 0
+    async with in_transaction() as connection:
+        for start in range(0, len(wanted), _INSERT_ROWS):
+            made = await _insert_new(connection, wanted[start : start + _INSERT_ROWS])
+            created += len(made)
+            emails = [
+                ("core.email", {"notification_id": int(row["id"])})
+                for row in made
+                if emailing and wants_email_now(users[int(row["user_id"])], str(row["kind"]))
+            ]
+            await jobs.enqueue_many(emails)
+    if emailing and created:
+        await jobs.wake()
+    return created
+
+
+_INSERT_ROWS = 400
+_COLUMNS = ("user_id", "kind", "message", "link", "created_at", "dedupe_key")
+
+
+async def _insert_new(connection: Any, items: list[Outgoing]) -> list[dict[str, Any]]:
+    """Insert the notifications whose key is new; the rows made (id, user_id, kind).
+
+    One statement, and exact under concurrent delivery of the same keys: ON CONFLICT skips
+    a key someone else made, so its email is queued once, by whoever made it.
+    """
+    postgres = connection.capabilities.dialect == "postgres"
+    now = utcnow()
+    params: list[Any] = []
+    rows: list[str] = []
+    for item in items:
+        marks = []
+        for value in (item.user_id, item.kind, item.message, item.link, now, item.dedupe_key):
+            params.append(value)
+            marks.append(f"${len(params)}" if postgres else "?")
+        rows.append(f"({', '.join(marks)})")
+    sql = (
+        f"INSERT INTO agora_notification ({', '.join(_COLUMNS)}) VALUES {', '.join(rows)} "
+        "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, user_id, kind"
+    )
+    # execute_query drops the RETURNING rows of an INSERT on PostgreSQL (asyncpg client).
+    return list(await connection.execute_query_dict(sql, params))
+
+
 # --- preferences --------------------------------------------------------------------------
 
 
