@@ -11,8 +11,9 @@ from tortoise.transactions import in_transaction
 
 from core import jobs
 from core.errors import InvalidInput, PermissionDenied
-from core.models import Course, Role, User
+from core.models import Course, Membership, Role, User
 from core.timeutil import utcnow
+from forum import _sql
 from forum.markup import MarkupError, render_markdown, validate_body
 from forum.models import (
     Forum,
@@ -49,8 +50,12 @@ def _body(raw: str) -> tuple[str, str]:
 
 
 async def _role(course_id: int, user: User | None) -> Role | None:
-    course = await Course.get(id=course_id)
-    return await course.role_of(user)
+    if user is None:
+        return None
+    roles = await Membership.filter(course_id=course_id, user_id=user.id).values_list(
+        "role", flat=True
+    )
+    return Role(str(roles[0])) if roles else None
 
 
 async def _check_may_write(course_id: int, user: User) -> None:
@@ -96,7 +101,7 @@ async def _check_flood(course_id: int, user: User) -> None:
 
 
 async def _changed(post_id: int) -> None:
-    await jobs.enqueue("search.index_post", {"post_id": post_id})
+    await jobs.enqueue_many([("search.index_post", {"post_id": post_id})])
 
 
 async def create_forum(
@@ -240,8 +245,8 @@ async def reply(
             raise PermissionDenied("This thread is locked: no new replies.")
         raise PermissionDenied("Join the course to reply.")
     await _check_may_write(thread.course_id, acting_user)  # type: ignore[attr-defined]
-    forum = await Forum.get(id=thread.forum_id)  # type: ignore[attr-defined]
-    if anonymous and not forum.allow_anonymous:
+    forum_id: int = thread.forum_id  # type: ignore[attr-defined]
+    if anonymous and not await Forum.filter(id=forum_id, allow_anonymous=True).exists():
         message = "This forum does not allow anonymous posts."
         raise InvalidInput(message, fields={"anonymous": message})
     if parent is not None:
@@ -262,19 +267,12 @@ async def reply(
             body_markdown=markdown,
             body_html=html,
         )
-        await Thread.filter(id=thread.id).update(
-            reply_count=F("reply_count") + 1, last_activity_at=now
+        await _sql.count_reply(thread.id, now)
+        await _sql.subscribe(thread.id, acting_user.id, now)
+        await _sql.mark_seen(thread.id, acting_user.id, now)
+        await jobs.enqueue_many(
+            [("forum.reply", {"post_id": post.id}), ("search.index_post", {"post_id": post.id})]
         )
-        try:
-            async with in_transaction():
-                await Subscription.create(thread=thread, user=acting_user)
-        except IntegrityError:
-            pass
-        await ThreadVisit.filter(thread_id=thread.id, user_id=acting_user.id).update(
-            last_seen_at=now
-        )
-        await jobs.enqueue("forum.reply", {"post_id": post.id})
-        await _changed(post.id)
     thread.reply_count += 1
     thread.last_activity_at = now
     await jobs.wake()
