@@ -32,6 +32,7 @@ from forum.presenters import (
     author_for,
     body_is_visible,
     course_forums,
+    thread_for_viewer,
     thread_page,
     thread_summaries,
 )
@@ -125,7 +126,7 @@ async def _thread_response(
 ) -> Response:
     """The thread page or its posts block (`fresh`: `thread` was just read with its forum)."""
     if not fresh:
-        thread = await Thread.get(id=thread.id).select_related("forum")
+        thread = await thread_for_viewer(thread.id, user)
     data = await thread_page(thread, user, role, page_number, forum=thread.forum)
     # Nothing was posted since the last visit: moving its time on would change no marker.
     seen = data.last_seen_at
@@ -151,7 +152,7 @@ async def _thread_response(
 
 async def thread_view(request: Request) -> Response:
     course, user, role = await course_member(request)
-    thread = await thread_in_course(course, request.path_params["thread_id"], with_forum=True)
+    thread = await thread_for_viewer(request.path_params["thread_id"], user, course_id=course.id)
     return await _thread_response(
         request,
         course,

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from tortoise import fields
+from tortoise.expressions import Q
 from tortoise.models import Model
 
 from core.models import Course, User
@@ -241,7 +242,10 @@ class Flag(Model):
 
 async def active_sanction(course_id: int, user_id: int, now: datetime) -> Sanction | None:
     """The strongest sanction now restricting the user in the course, if any."""
+    # Ended sanctions stay unlifted rows: leave them in the database, a person with a long
+    # history would otherwise have every one read on every page.
     candidates = await Sanction.filter(
+        Q(ends_at=None) | Q(ends_at__gt=now),
         course_id=course_id,
         user_id=user_id,
         lifted_at=None,
