@@ -12,7 +12,7 @@ from math import ceil
 from typing import TypeVar, cast
 
 from markupsafe import Markup
-from tortoise.expressions import F
+from tortoise.expressions import F, RawSQL
 from tortoise.functions import Count
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
@@ -42,7 +42,7 @@ POSTS_PER_PAGE = 30
 WHOLE_THREAD_REPLIES = 150
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Author:
     name: str
     handle: str | None
@@ -92,7 +92,7 @@ def is_answer(post: Post) -> bool:
     return not post.is_opening and post.parent_id is None  # type: ignore[attr-defined]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ModerationNote:
     """Why a post is hidden or removed, shown to everyone who can see the thread."""
 
@@ -115,25 +115,32 @@ def body_is_visible(post: Post, viewer: User | None, role: Role | None) -> bool:
 
 async def moderation_notes(posts: list[Post], course_id: int) -> dict[int, ModerationNote]:
     """The log entry behind each hidden or removed post, with its rule's text."""
-    from moderation.models import LogEntry, Rule
+    from moderation.models import LogEntry
 
     seqs = {
         p.state_seq: p.id for p in posts if p.state != PostState.VISIBLE and p.state_seq is not None
     }
     if not seqs:
         return {}
-    entries = await LogEntry.filter(seq__in=list(seqs))
-    rules = dict(await Rule.filter(course_id=course_id).values_list("code", "text"))
+    rule_text = RawSQL(
+        '(SELECT "text" FROM "agora_rule" WHERE "course_id" = '
+        f'{int(course_id)} AND "code" = "agora_log_entry"."rule_code")'
+    )
+    rows = (
+        await LogEntry.filter(seq__in=list(seqs))
+        .annotate(rule_text=rule_text)
+        .values("seq", "act", "created_at", "rule_code", "reason", "rule_text")
+    )
     return {
-        seqs[e.seq]: ModerationNote(
-            act=e.act,
-            seq=e.seq,
-            at=e.created_at,
-            rule_code=e.rule_code,
-            rule_text=str(rules.get(e.rule_code, "")),
-            reason=e.reason,
+        seqs[row["seq"]]: ModerationNote(
+            act=row["act"],
+            seq=row["seq"],
+            at=row["created_at"],
+            rule_code=row["rule_code"],
+            rule_text=str(row["rule_text"] or ""),
+            reason=row["reason"],
         )
-        for e in entries
+        for row in rows
     }
 
 
@@ -260,12 +267,64 @@ class ThreadPage:
     can_moderate: bool = False
 
 
+def _viewer_columns(viewer_id: int) -> dict[str, RawSQL]:
+    """The viewer's read marker and subscription of a thread, read with the thread."""
+    where = f'"thread_id" = "agora_thread"."id" AND "user_id" = {int(viewer_id)}'
+    return {
+        "viewer_seen_at": RawSQL(
+            f'(SELECT "last_seen_at" FROM "agora_thread_visit" WHERE {where})'
+        ),
+        "viewer_subscriptions": RawSQL(
+            f'(SELECT COUNT(*) FROM "agora_subscription" WHERE {where})'
+        ),
+    }
+
+
+async def thread_for_viewer(
+    thread_id: int, viewer: User, *, course_id: int | None = None
+) -> Thread:
+    """The thread with its forum and `viewer`'s marker and subscription (for `thread_page`),
+    else NotFound; with `course_id`, only a thread of that course."""
+    query = Thread.filter(id=thread_id)
+    if course_id is not None:
+        query = query.filter(course_id=course_id)
+    thread = await query.select_related("forum").annotate(**_viewer_columns(viewer.id)).first()
+    if thread is None:
+        raise NotFound("There is no such thread in this course.")
+    return thread
+
+
+_MISSING = object()
+
+
+async def _viewer_state(thread: Thread, viewer: User) -> tuple[datetime | None, bool]:
+    """When `viewer` last saw the thread and whether they follow it."""
+    raw_seen = getattr(thread, "viewer_seen_at", _MISSING)
+    if raw_seen is _MISSING:
+        seen = await ThreadVisit.filter(thread_id=thread.id, user_id=viewer.id).values_list(
+            "last_seen_at", flat=True
+        )
+        subscribed = await Subscription.filter(thread_id=thread.id, user_id=viewer.id).exists()
+        return (cast("list[datetime]", seen)[0] if seen else None), subscribed
+    last_seen = ThreadVisit._meta.fields_map["last_seen_at"].to_python_value(raw_seen)
+    return last_seen, bool(int(getattr(thread, "viewer_subscriptions", 0) or 0))
+
+
 async def _page_posts(
-    thread: Thread, page_number: int
+    thread: Thread, page_number: int, viewer: User
 ) -> tuple[Post, list[Post], list[Post], Page]:
-    """The opening post, one page of answers and the replies to those answers."""
+    """The opening post, one page of answers and the replies to those answers, each with
+    `viewer_votes` (1 when the viewer upvoted it)."""
+    voted = RawSQL(
+        '(SELECT COUNT(*) FROM "agora_vote" WHERE "post_id" = "agora_post"."id" '
+        f'AND "user_id" = {int(viewer.id)})'
+    )
+
+    def posts_of(query: QuerySet[Post]) -> QuerySet[Post]:
+        return with_author(query).annotate(viewer_votes=voted)
+
     if thread.reply_count <= WHOLE_THREAD_REPLIES:
-        every = list(await with_author(Post.filter(thread_id=thread.id).order_by("id")))
+        every = list(await posts_of(Post.filter(thread_id=thread.id).order_by("id")))
         opening = next((p for p in every if p.is_opening), None)
         top_level = [p for p in every if is_answer(p)]
         page = page_of(page_number, len(top_level), POSTS_PER_PAGE)
@@ -278,13 +337,13 @@ async def _page_posts(
         page = page_of(page_number, await top.filter(is_opening=False).count(), POSTS_PER_PAGE)
         if page.number == 1:
             # The opening post sorts first, so one query reads it with the first answers.
-            rows = await with_author(top.order_by("-is_opening", "id").limit(POSTS_PER_PAGE + 1))
+            rows = await posts_of(top.order_by("-is_opening", "id").limit(POSTS_PER_PAGE + 1))
             opening = rows[0] if rows and rows[0].is_opening else None
             answers = [p for p in rows if not p.is_opening][:POSTS_PER_PAGE]
         else:
-            opening = await with_author(top.filter(is_opening=True)).first()
+            opening = await posts_of(top.filter(is_opening=True)).first()
             answers = list(
-                await with_author(
+                await posts_of(
                     top.filter(is_opening=False)
                     .order_by("id")
                     .offset((page.number - 1) * POSTS_PER_PAGE)
@@ -293,7 +352,7 @@ async def _page_posts(
             )
         replies = (
             list(
-                await with_author(
+                await posts_of(
                     Post.filter(
                         thread_id=thread.id, parent_id__in=[a.id for a in answers]
                     ).order_by("id")
@@ -313,20 +372,10 @@ async def thread_page(
     """The opening post and one page of answers with their replies, for this viewer."""
     if forum is None:
         forum = await Forum.get(id=thread.forum_id)  # type: ignore[attr-defined]
-    opening, answers, replies, page = await _page_posts(thread, page_number)
+    opening, answers, replies, page = await _page_posts(thread, page_number, viewer)
     shown = [opening, *answers, *replies]
-    # Only a post with votes can carry this viewer's vote (vote_count is kept exact).
-    with_votes = [p.id for p in shown if p.vote_count and not p.is_by(viewer)]
-    voted: set[int] = set()
-    if with_votes:
-        rows = await Vote.filter(user_id=viewer.id, post_id__in=with_votes).values_list(
-            "post_id", flat=True
-        )
-        voted = set(cast("list[int]", rows))
-    seen = await ThreadVisit.filter(thread_id=thread.id, user_id=viewer.id).values_list(
-        "last_seen_at", flat=True
-    )
-    last_seen = cast("list[datetime]", seen)[0] if seen else None
+    voted = {p.id for p in shown if getattr(p, "viewer_votes", 0)}
+    last_seen, subscribed = await _viewer_state(thread, viewer)
     can_accept = thread.can_accept_answer(viewer, role)
     staff = is_staff(viewer, role)
     notes = await moderation_notes(shown, thread.course_id)  # type: ignore[attr-defined]
@@ -367,7 +416,6 @@ async def thread_page(
     by_id = {a.id: a for a in answer_views}
     for reply in replies:
         by_id[reply.parent_id].replies.append(view(reply))  # type: ignore[attr-defined]
-    subscribed = await Subscription.filter(thread_id=thread.id, user_id=viewer.id).exists()
     return ThreadPage(
         thread=thread,
         forum=forum,

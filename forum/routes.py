@@ -5,7 +5,11 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 
 from core.api import ApiRoute
-from forum import endpoints, views
+from forum import (
+    cards,  # noqa: F401  (registers the template global `post_card`)
+    endpoints,
+    views,
+)
 
 routes: list[BaseRoute] = [
     Route("/courses/{slug}/forums", views.forum_index, name="forums"),
