@@ -5,7 +5,13 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 
 from core.api import ApiRoute
+from core.templating import environment
+from forum.markup import wrap_user_html
 from peer_review import endpoints, staff, views
+
+# Work, samples and instructions people wrote are shown as forum posts are: their sanitized
+# HTML inside a wrapper that htmx ignores.
+environment.filters["user_html"] = wrap_user_html
 
 GET_POST = ["GET", "POST"]
 A = "/courses/{slug}/assignments/{assignment_id:int}"

@@ -175,6 +175,8 @@ async def test_learner_submits_reviews_and_sees_results(
     assert response.status_code == 303, response.text
     page = await client.get(base)
     assert "Review a classmate" in page.text
+    # What people wrote is shown in the same wrapper as forum posts, which htmx ignores.
+    assert '<div class="user-content" hx-disable>' in page.text
     link = re.search(r'href="(/courses/[^"]+/attachments/\d+)"', page.text)
     assert link
     download = await client.get(link.group(1))
@@ -203,6 +205,7 @@ async def test_learner_submits_reviews_and_sees_results(
     assert review.draft["overall"] == COMMENT
     again = await client.get(review_url)
     assert COMMENT in again.text
+    assert '<div class="markup peer-work"><div class="user-content" hx-disable>' in again.text
     response = await _post(
         client,
         review_url,
