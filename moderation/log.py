@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing import get_context
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any, cast
 
@@ -314,6 +315,21 @@ def _hex(value: Any) -> bytes | None:
         return None
 
 
+def _worker_context() -> BaseContext:
+    """Processes that start with only what checking a signature needs.
+
+    A spawned worker imports the main module of the program first (for the CLI, the whole
+    application): a fork server that preloads `moderation._heads` alone skips that. Where
+    there is no fork server (not POSIX), spawn.
+    """
+    try:
+        context = get_context("forkserver")
+    except ValueError:
+        return get_context("spawn")
+    context.set_forkserver_preload(["moderation._heads"])
+    return context
+
+
 class _SignatureChecks:
     """Head signatures checked in chunks: here for a short log, in worker processes for long."""
 
@@ -326,7 +342,7 @@ class _SignatureChecks:
     def add(self, chunk: list[HeadToCheck], heads_so_far: int) -> None:
         if self.pool is None and heads_so_far >= PARALLEL_FROM:
             workers = max(1, min(8, os.cpu_count() or 1))
-            self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+            self.pool = ProcessPoolExecutor(workers, mp_context=_worker_context())
             for waiting in self.waiting:
                 self._start(waiting)
             self.waiting = []
