@@ -571,6 +571,19 @@ async def _head_at(size: int) -> HeadOut | None:
     return HeadOut(**log.head_json(head)) if head is not None else None
 
 
+async def _signed_tree(size: int) -> tuple[merkle.SubtreeHashes | None, HeadOut | None]:
+    """The process's leaf hashes checked against the signed head of `size` (None when they
+    cannot be had that way), and that head as published."""
+    head = await TreeHead.get_or_none(size=size)
+    if head is None:
+        return None, None
+    try:
+        root = bytes.fromhex(head.root_hex)
+    except ValueError:
+        return None, HeadOut(**log.head_json(head))
+    return await log.proof_tree(size, root), HeadOut(**log.head_json(head))
+
+
 async def _latest_head() -> TreeHead:
     head = await log.latest_head()
     if head is None:
@@ -636,16 +649,21 @@ async def inclusion(request: Request) -> Response:
     if seq >= size:
         message = f"Entry {seq} is not in a tree of {size} entries."
         raise InvalidInput(message, fields={"seq": message})
-    leaves = await _leaves(size)
-    proof = merkle.inclusion_proof(leaves, seq, size)
+    tree, signed = await _signed_tree(size)
+    if tree is not None:
+        leaf, proof, root = tree.leaves[seq], tree.inclusion_proof(seq, size), tree.root(size)
+    else:
+        leaves = await _leaves(size)
+        proof = merkle.inclusion_proof(leaves, seq, size)
+        leaf, root = leaves[seq], merkle.root_from_leaf_hashes(leaves)
     return json_response(
         InclusionOut(
             seq=seq,
             size=size,
-            leaf_hash=leaves[seq].hex(),
+            leaf_hash=leaf.hex(),
             proof=[_b64(p) for p in proof],
-            root=_b64(merkle.root_from_leaf_hashes(leaves)),
-            head=await _head_at(size),
+            root=_b64(root),
+            head=signed,
         )
     )
 
@@ -664,17 +682,24 @@ async def consistency(request: Request) -> Response:
     if first > second:
         message = "The first size cannot be larger than the second."
         raise InvalidInput(message, fields={"first": message})
-    leaves = await _leaves(second)
-    proof = merkle.consistency_proof(leaves, first, second)
+    tree, second_head = await _signed_tree(second)
+    if tree is not None:
+        proof = tree.consistency_proof(first, second)
+        first_root, second_root = tree.root(first), tree.root(second)
+    else:
+        leaves = await _leaves(second)
+        proof = merkle.consistency_proof(leaves, first, second)
+        first_root = merkle.root_from_leaf_hashes(leaves[:first])
+        second_root = merkle.root_from_leaf_hashes(leaves)
     return json_response(
         ConsistencyOut(
             first=first,
             second=second,
             proof=[_b64(p) for p in proof],
-            first_root=_b64(merkle.root_from_leaf_hashes(leaves[:first])),
-            second_root=_b64(merkle.root_from_leaf_hashes(leaves)),
+            first_root=_b64(first_root),
+            second_root=_b64(second_root),
             first_head=await _head_at(first),
-            second_head=await _head_at(second),
+            second_head=second_head,
         )
     )
 

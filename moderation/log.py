@@ -247,6 +247,51 @@ def head_json(head: TreeHead) -> dict[str, Any]:
     }
 
 
+# This process's copy of the log's leaf hashes for proofs: read once, then only new entries.
+_proof_tree = merkle.SubtreeHashes()
+
+
+async def _read_more_leaves(tree: merkle.SubtreeHashes, size: int) -> None:
+    start = len(tree)
+    rows = cast(
+        "list[tuple[int, str]]",
+        await LogEntry.filter(seq__gte=start, seq__lt=size)
+        .order_by("seq", "id")
+        .values_list("seq", "leaf_hash"),
+    )
+    if len(tree) != start:
+        return  # another request of this process read them meanwhile
+    hashes: list[bytes] = []
+    for expected, (seq, stored) in enumerate(rows, start):
+        leaf = _hex(stored)
+        if seq != expected or leaf is None or len(leaf) != merkle.HASH_SIZE:
+            break  # a gap or a damaged row: the caller falls back to reading the whole log
+        hashes.append(leaf)
+    tree.extend(hashes)
+
+
+async def proof_tree(size: int, signed_root: bytes) -> merkle.SubtreeHashes | None:
+    """Leaf hashes of at least the first `size` entries whose root at `size` is the signed
+    one, for proofs; None when the stored log cannot give them.
+
+    The log is append-only, so the hashes are kept between calls and only entries added
+    since are read; they are used only while they still hash to the signed root (another
+    database, or a damaged one, starts the copy over).
+    """
+    global _proof_tree
+    for fresh in (False, True):
+        if fresh:
+            _proof_tree = merkle.SubtreeHashes()
+        tree = _proof_tree
+        for _ in range(3):
+            if len(tree) >= size:
+                break
+            await _read_more_leaves(tree, size)
+        if len(tree) >= size and tree.root(size) == signed_root:
+            return tree
+    return None
+
+
 # --- verification ----------------------------------------------------------------------
 
 

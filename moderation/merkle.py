@@ -8,7 +8,7 @@ hashes in memory; verification needs only the proof, the sizes and the roots.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -73,6 +73,10 @@ def root_from_leaf_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
 def inclusion_proof(leaf_hashes: Sequence[bytes], index: int, size: int) -> list[bytes]:
     """Return the audit path of leaf ``index`` in the tree of the first ``size`` leaves."""
     _check_leaf_hashes(leaf_hashes, size)
+    return _inclusion(lambda lo, hi: _mth(leaf_hashes[lo:hi]), index, size)
+
+
+def _inclusion(mth: Callable[[int, int], bytes], index: int, size: int) -> list[bytes]:
     if not 0 <= index < size:
         raise ValueError(f"leaf index {index} is outside a tree of size {size}")
     path: list[bytes] = []
@@ -80,10 +84,10 @@ def inclusion_proof(leaf_hashes: Sequence[bytes], index: int, size: int) -> list
     while hi - lo > 1:
         mid = lo + _split(hi - lo)
         if index < mid:
-            path.append(_mth(leaf_hashes[mid:hi]))
+            path.append(mth(mid, hi))
             hi = mid
         else:
-            path.append(_mth(leaf_hashes[lo:mid]))
+            path.append(mth(lo, mid))
             lo = mid
     # Siblings were found from the root down; the proof lists them from the leaf up.
     path.reverse()
@@ -93,6 +97,10 @@ def inclusion_proof(leaf_hashes: Sequence[bytes], index: int, size: int) -> list
 def consistency_proof(leaf_hashes: Sequence[bytes], size1: int, size2: int) -> list[bytes]:
     """Return the proof that the tree of ``size2`` leaves extends the one of ``size1``."""
     _check_leaf_hashes(leaf_hashes, size2)
+    return _consistency(lambda lo, hi: _mth(leaf_hashes[lo:hi]), size1, size2)
+
+
+def _consistency(mth: Callable[[int, int], bytes], size1: int, size2: int) -> list[bytes]:
     if not 0 <= size1 <= size2:
         raise ValueError(f"sizes must satisfy 0 <= size1 <= size2, got {size1} and {size2}")
     if size1 == size2:
@@ -105,18 +113,76 @@ def consistency_proof(leaf_hashes: Sequence[bytes], size1: int, size2: int) -> l
     while hi != size1:
         mid = lo + _split(hi - lo)
         if size1 <= mid:
-            path.append(_mth(leaf_hashes[mid:hi]))
+            path.append(mth(mid, hi))
             hi = mid
         else:
-            path.append(_mth(leaf_hashes[lo:mid]))
+            path.append(mth(lo, mid))
             lo = mid
             whole_old_tree = False
     # The verifier already knows the old root, so it is sent only when it is not itself
     # the subtree that the remaining path starts from.
     if not whole_old_tree:
-        path.append(_mth(leaf_hashes[lo:hi]))
+        path.append(mth(lo, hi))
     path.reverse()
     return path
+
+
+class SubtreeHashes:
+    """Roots and proofs over a growing list of leaf hashes, remembering the big subtrees.
+
+    A perfect subtree (2^k leaves starting at a multiple of 2^k) hashes the same for ever once
+    its leaves exist, so its hash is kept; every root and proof after the first then costs a
+    few dozen hashes instead of hashing the whole log again. Leaves may only be appended.
+    """
+
+    def __init__(self, leaf_hashes: Sequence[bytes] = (), *, smallest_kept: int = 256) -> None:
+        self.leaves: list[bytes] = []
+        self._kept: dict[tuple[int, int], bytes] = {}
+        self._smallest_kept = max(2, smallest_kept)
+        self.extend(leaf_hashes)
+
+    def __len__(self) -> int:
+        return len(self.leaves)
+
+    def extend(self, leaf_hashes: Iterable[bytes]) -> None:
+        added = list(leaf_hashes)
+        _check_leaf_hashes(added, len(added))
+        self.leaves.extend(added)
+
+    def mth(self, lo: int, hi: int) -> bytes:
+        """The Merkle tree hash of leaves lo..hi-1."""
+        if not 0 <= lo <= hi <= len(self.leaves):
+            raise ValueError(f"range {lo}..{hi} is outside 0..{len(self.leaves)}")
+        return self._mth(lo, hi)
+
+    def _mth(self, lo: int, hi: int) -> bytes:
+        n = hi - lo
+        if n < self._smallest_kept:
+            return _mth(self.leaves[lo:hi])
+        half = _split(n)
+        if _is_power_of_two(n) and lo % n == 0:
+            kept = self._kept.get((lo, n))
+            if kept is None:
+                kept = self._kept[(lo, n)] = node_hash(
+                    self._mth(lo, lo + half), self._mth(lo + half, hi)
+                )
+            return kept
+        return node_hash(self._mth(lo, lo + half), self._mth(lo + half, hi))
+
+    def root(self, size: int) -> bytes:
+        return self.mth(0, size)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """As `inclusion_proof` on the first `size` leaves."""
+        if not 0 <= size <= len(self.leaves):
+            raise ValueError(f"tree size {size} is outside 0..{len(self.leaves)}")
+        return _inclusion(self._mth, index, size)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """As `consistency_proof` on the first `size2` leaves."""
+        if not 0 <= size2 <= len(self.leaves):
+            raise ValueError(f"tree size {size2} is outside 0..{len(self.leaves)}")
+        return _consistency(self._mth, size1, size2)
 
 
 def _check_proof_hash(name: str, value: bytes) -> None:

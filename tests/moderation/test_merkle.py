@@ -17,6 +17,7 @@ from moderation.merkle import (
     HASH_SIZE,
     CompactRange,
     ProofError,
+    SubtreeHashes,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -483,3 +484,35 @@ def test_compact_range_rejects_bad_state() -> None:
         CompactRange(1, [b"short"])
     with pytest.raises(ValueError):
         CompactRange().append(b"short")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 8), st.data())
+def test_kept_subtrees_give_the_same_roots_and_proofs(
+    total: int, smallest_kept: int, data: st.DataObject
+) -> None:
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(total)]
+    # Built in two steps, as a process reads the log and later its new entries.
+    first = data.draw(st.integers(0, total), label="leaves at first")
+    tree = SubtreeHashes(leaves[:first], smallest_kept=smallest_kept)
+    if first:
+        tree.root(first)  # keeps subtrees that must stay right once more leaves come
+    tree.extend(leaves[first:])
+    size = data.draw(st.integers(1, total), label="size")
+    index = data.draw(st.integers(0, size - 1), label="index")
+    older = data.draw(st.integers(1, size), label="older size")
+    assert tree.root(size) == root_from_leaf_hashes(leaves[:size])
+    assert tree.inclusion_proof(index, size) == inclusion_proof(leaves, index, size)
+    assert tree.consistency_proof(older, size) == consistency_proof(leaves, older, size)
+    verify_inclusion(leaves[index], index, size, tree.inclusion_proof(index, size), tree.root(size))
+
+
+def test_kept_subtrees_refuse_sizes_beyond_their_leaves() -> None:
+    tree = SubtreeHashes([leaf_hash(b"a"), leaf_hash(b"b")])
+    with pytest.raises(ValueError):
+        tree.inclusion_proof(0, 3)
+    with pytest.raises(ValueError):
+        tree.consistency_proof(1, 3)
+    with pytest.raises(ValueError):
+        tree.extend([b"short"])
+    assert len(tree) == 2

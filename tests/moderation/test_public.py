@@ -553,6 +553,30 @@ async def test_the_proof_api_serves_proofs_that_verify(
     assert [e["seq"] for e in rest["entries"]] == list(range(2, size))
 
 
+async def test_proofs_keep_up_as_the_log_grows(app: Starlette, client: httpx.AsyncClient) -> None:
+    world = await named_world()
+    await build_log(world, 4)
+    before = (await client.get("/api/v1/log/head")).json()
+    assert (await client.get("/api/v1/log/proof/inclusion?seq=1")).status_code == 200
+    await build_log(world, 5)  # entries appended after this process read the log
+    head = (await client.get("/api/v1/log/head")).json()
+    size, root = head["size"], base64.b64decode(head["root"])
+    assert size > before["size"]
+    leaves = [bytes.fromhex(e.leaf_hash) for e in await LogEntry.all().order_by("seq")]
+    for seq in (0, before["size"], size - 1):
+        proof = (await client.get(f"/api/v1/log/proof/inclusion?seq={seq}")).json()
+        assert proof["size"] == size and base64.b64decode(proof["root"]) == root
+        merkle.verify_inclusion(
+            leaves[seq], seq, size, [base64.b64decode(p) for p in proof["proof"]], root
+        )
+    old_root = base64.b64decode(before["root"])
+    data = (await client.get(f"/api/v1/log/proof/consistency?first={before['size']}")).json()
+    assert base64.b64decode(data["first_root"]) == old_root
+    merkle.verify_consistency(
+        before["size"], size, [base64.b64decode(p) for p in data["proof"]], old_root, root
+    )
+
+
 async def test_the_proof_api_refuses_bad_parameters_with_422(
     app: Starlette, client: httpx.AsyncClient
 ) -> None:
