@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
+from nacl.signing import SigningKey, VerifyKey
 
 FORMAT_VERSION = 1
 
@@ -40,14 +40,25 @@ def head_message(size: int, root: bytes, signed_at: str) -> bytes:
     ).encode()
 
 
-def bad_signatures(public_key: bytes, heads: list[HeadToCheck]) -> list[int]:
-    """The positions of the heads whose signature does not verify with `public_key`."""
+def bad_signatures(
+    public_key: bytes, heads: list[HeadToCheck], seed: bytes | None = None
+) -> list[int]:
+    """The positions of the heads whose signature does not verify with `public_key`.
+
+    With the signing key's `seed` (the site checking its own log), a head whose stored
+    signature is exactly the one the key makes for it needs no verifying: Ed25519 signing is
+    deterministic (RFC 8032), and signing costs a third of verifying. Any other signature is
+    verified as usual, so the answer is the same either way.
+    """
     # libsodium (PyNaCl) rather than OpenSSL here: the same Ed25519, but verifying is about
     # 2.5 times faster, and a long log has one signed head per entry to check.
     try:
         key = VerifyKey(public_key)
+        signing = SigningKey(seed) if seed is not None else None
     except (ValueError, TypeError):
         return [head[0] for head in heads]
+    if signing is not None and bytes(signing.verify_key) != public_key:
+        signing = None
     bad = []
     for position, size, root, signed_at, signature_hex in heads:
         try:
@@ -56,7 +67,10 @@ def bad_signatures(public_key: bytes, heads: list[HeadToCheck]) -> list[int]:
             signature = bytes.fromhex(signature_hex)
             if len(signature) != 64:
                 raise ValueError("not an Ed25519 signature")
-            key.verify(head_message(size, root, signed_at), signature)
+            message = head_message(size, root, signed_at)
+            if signing is not None and signing.sign(message).signature == signature:
+                continue
+            key.verify(message, signature)
         except (BadSignatureError, ValueError, TypeError):
             bad.append(position)
     return bad

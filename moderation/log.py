@@ -361,25 +361,27 @@ def _hex(value: Any) -> bytes | None:
 
 
 def _worker_context() -> BaseContext:
-    """Processes that start with only what checking a signature needs.
+    """Worker processes that start at once with what checking a signature needs.
 
-    A spawned worker imports the main module of the program first (for the CLI, the whole
-    application): a fork server that preloads `moderation._heads` alone skips that. Where
-    there is no fork server (not POSIX), spawn.
+    A spawned worker imports the program's main module before it can work (for the CLI, the
+    whole application, about a second). A fork server imports it once, with
+    `moderation._heads`, and forks each worker from itself, so the workers find both loaded.
+    Where there is no fork server (not POSIX), spawn.
     """
     try:
         context = get_context("forkserver")
     except ValueError:
         return get_context("spawn")
-    context.set_forkserver_preload(["moderation._heads"])
+    context.set_forkserver_preload(["__main__", "moderation._heads"])
     return context
 
 
 class _SignatureChecks:
     """Head signatures checked in chunks: here for a short log, in worker processes for long."""
 
-    def __init__(self, public_key: bytes) -> None:
+    def __init__(self, public_key: bytes, seed: bytes | None = None) -> None:
         self.public_key = public_key
+        self.seed = seed
         self.pool: ProcessPoolExecutor | None = None
         self.waiting: list[list[HeadToCheck]] = []
         self.running: list[tuple[list[HeadToCheck], asyncio.Future[list[int]]]] = []
@@ -398,19 +400,19 @@ class _SignatureChecks:
 
     def _start(self, chunk: list[HeadToCheck]) -> None:
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self.pool, bad_signatures, self.public_key, chunk)
+        work = loop.run_in_executor(self.pool, bad_signatures, self.public_key, chunk, self.seed)
         self.running.append((chunk, work))
 
     async def failed(self) -> set[int]:
         """The positions of every head whose signature does not verify."""
-        found = [bad_signatures(self.public_key, chunk) for chunk in self.waiting]
+        found = [bad_signatures(self.public_key, chunk, self.seed) for chunk in self.waiting]
         for chunk, work in self.running:
             try:
                 found.append(await work)
             except BrokenProcessPool:
                 # Workers could not start (e.g. from a script without a __main__ guard):
                 # the same check, here.
-                found.append(bad_signatures(self.public_key, chunk))
+                found.append(bad_signatures(self.public_key, chunk, self.seed))
         return {position for positions in found for position in positions}
 
     def close(self) -> None:
@@ -420,7 +422,11 @@ class _SignatureChecks:
 
 async def verify_log(public_key: bytes | None = None) -> VerifyReport:
     """Recompute every entry hash, the tree, and every signed head from the stored rows."""
-    checks = _SignatureChecks(public_key if public_key is not None else signer().public_key_bytes)
+    own = _signer.public_key_bytes if _signer is not None else None
+    key = public_key if public_key is not None else signer().public_key_bytes
+    # Checking the site's own heads, the signing key makes the check cheaper (_heads.py).
+    seed = _signer.private_key.private_bytes_raw() if _signer is not None and key == own else None
+    checks = _SignatureChecks(key, seed)
     try:
         return await _verify(checks)
     finally:

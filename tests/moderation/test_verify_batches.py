@@ -71,3 +71,28 @@ async def test_an_unreadable_head_is_reported_not_a_crash(db: Settings, tiny_bat
     report = await log.verify_log()
     assert "tree head at size 3: its root or signing time is unreadable" in report.problems
     assert "tree head at size 3: signature does not verify" in report.problems
+
+
+def test_own_heads_are_checked_the_same_with_the_signing_key() -> None:
+    """The site checking its own heads re-signs them instead of verifying: same answers."""
+    from nacl.signing import SigningKey
+
+    from moderation._heads import bad_signatures, head_message
+
+    key, other = SigningKey.generate(), SigningKey.generate()
+    public = bytes(key.verify_key)
+    root = bytes(32)
+    heads = []
+    for size in range(1, 7):
+        signature = key.sign(head_message(size, root, "2026-11-22T10:00:00.000000Z")).signature
+        heads.append((size - 1, size, root, "2026-11-22T10:00:00.000000Z", signature.hex()))
+    # Damaged: a flipped bit, a signature of another message, another key's, unreadable.
+    heads[1] = (*heads[1][:4], heads[1][4][:-2] + "00")
+    heads[2] = (*heads[2][:3], "2026-11-22T10:00:01.000000Z", heads[2][4])
+    heads[3] = (*heads[3][:4], other.sign(head_message(4, root, heads[3][3])).signature.hex())
+    heads[4] = (*heads[4][:4], "zz")
+    expected = [1, 2, 3, 4]
+    assert bad_signatures(public, heads) == expected
+    assert bad_signatures(public, heads, bytes(key)) == expected
+    # A seed that is not this public key's is not used for the shortcut.
+    assert bad_signatures(public, heads, bytes(other)) == expected
