@@ -10,7 +10,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from core import jobs
-from core.errors import InvalidInput, PermissionDenied
+from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.models import Course, Membership, Role, User
 from core.timeutil import utcnow
 from forum import _sql
@@ -18,6 +18,7 @@ from forum.markup import MarkupError, render_markdown, validate_body
 from forum.models import (
     Forum,
     Post,
+    PostState,
     Revision,
     Subscription,
     Thread,
@@ -58,31 +59,52 @@ async def _role(course_id: int, user: User | None) -> Role | None:
     return Role(str(roles[0])) if roles else None
 
 
-async def _check_may_write(course_id: int, user: User) -> None:
+def _refuse_sanctioned(kind: str | None, ends_at: datetime | None) -> None:
     """Silenced or suspended members are told so, with where to read why (no shadow bans)."""
-    from moderation.models import SanctionKind, active_sanction
-
-    sanction = await active_sanction(course_id, user.id, utcnow())
-    if sanction is None:
+    if kind is None:
         return
-    what = "silenced" if sanction.kind == SanctionKind.SILENCE else "suspended"
-    until = f" until {sanction.ends_at:%Y-%m-%d %H:%M} UTC" if sanction.ends_at else ""
+    from moderation.models import SanctionKind
+
+    what = "silenced" if kind == SanctionKind.SILENCE else "suspended"
+    until = f" until {ends_at:%Y-%m-%d %H:%M} UTC" if ends_at else ""
     raise PermissionDenied(
         f"You are {what} in this course{until}, so you cannot post. Your standing page "
         "(/me/standing) shows the rule, the reason and how to appeal."
     )
 
 
-async def _check_flood(course_id: int, user: User) -> None:
-    """Past the post rate limit the system silences the member for a while, on the record."""
+async def _check_may_write(course_id: int, user: User) -> None:
+    from moderation.models import active_sanction
+
+    sanction = await active_sanction(course_id, user.id, utcnow())
+    if sanction is not None:
+        _refuse_sanctioned(sanction.kind, sanction.ends_at)
+
+
+async def _standing(thread_id: int, user: User, now: datetime) -> _sql.Standing:
+    """The writer's role and sanction with the thread's course, read in one statement."""
+    standing = await _sql.standing(thread_id, user.id, now)
+    if standing is None:
+        raise NotFound("There is no such thread in this course.")
+    return standing
+
+
+async def _counts_as_flood(course_id: int, user: User, role: Role | None) -> bool:
+    """Count one post; True when it goes over the post rate limit (staff are exempt)."""
     from core import ratelimit, runtime
+
+    limit = runtime.settings().post_rate_limit
+    count = await ratelimit.record(f"post:{course_id}:{user.id}", window_seconds=60)
+    return count > limit and not is_staff(user, role)
+
+
+async def _silence_flooder(course_id: int, user: User) -> None:
+    """Past the post rate limit the system silences the member for a while, on the record."""
+    from core import runtime
     from moderation.actions import sanction_user
     from moderation.models import SanctionKind, Source
 
     limit = runtime.settings().post_rate_limit
-    count = await ratelimit.record(f"post:{course_id}:{user.id}", window_seconds=60)
-    if count <= limit or is_staff(user, await _role(course_id, user)):
-        return
     course = await Course.get(id=course_id)
     await sanction_user(
         course,
@@ -98,6 +120,16 @@ async def _check_flood(course_id: int, user: User) -> None:
         f"You posted more than {limit} times in a minute, so posting is paused for 10 minutes. "
         "Your standing page (/me/standing) has the details."
     )
+
+
+async def _check_flood(course_id: int, user: User) -> None:
+    from core import ratelimit, runtime
+
+    limit = runtime.settings().post_rate_limit
+    count = await ratelimit.record(f"post:{course_id}:{user.id}", window_seconds=60)
+    if count <= limit or is_staff(user, await _role(course_id, user)):
+        return
+    await _silence_flooder(course_id, user)
 
 
 async def _changed(post_id: int) -> None:
@@ -239,44 +271,88 @@ async def reply(
     acting_user: User,
 ) -> Post:
     """Reply to a thread, or to one of its top-level posts; subscribers are told."""
-    role = await _role(thread.course_id, acting_user)  # type: ignore[attr-defined]
-    if not thread.can_be_replied_to_by(acting_user, role):
-        if thread.is_locked:
-            raise PermissionDenied("This thread is locked: no new replies.")
-        raise PermissionDenied("Join the course to reply.")
-    await _check_may_write(thread.course_id, acting_user)  # type: ignore[attr-defined]
-    forum_id: int = thread.forum_id  # type: ignore[attr-defined]
-    if anonymous and not await Forum.filter(id=forum_id, allow_anonymous=True).exists():
-        message = "This forum does not allow anonymous posts."
-        raise InvalidInput(message, fields={"anonymous": message})
-    if parent is not None:
-        if parent.thread_id != thread.id or parent.is_opening:  # type: ignore[attr-defined]
-            message = "You can reply to the thread or to one of its answers."
-            raise InvalidInput(message, fields={"parent": message})
-        if parent.parent_id is not None:  # type: ignore[attr-defined]
-            parent = await Post.get(id=parent.parent_id)  # type: ignore[attr-defined]
-    markdown, html = _body(body)
-    await _check_flood(thread.course_id, acting_user)  # type: ignore[attr-defined]
+    post, _ = await reply_and_count(
+        thread, body=body, parent=parent, anonymous=anonymous, acting_user=acting_user
+    )
+    return post
+
+
+async def reply_and_count(
+    thread: Thread,
+    *,
+    body: str,
+    parent: Post | None = None,
+    anonymous: bool = False,
+    acting_user: User,
+) -> tuple[Post, int | None]:
+    """`reply`, and for a new answer how many answers the thread has with it (None for a
+    reply to an answer), so the caller can show the page the answer landed on."""
     now = utcnow()
+    flooding = False
+    answers: int | None = None
+    # The checks read on the connection of the write: one statement for role, sanction
+    # and forum setting, and the flood counter is kept even when the post is refused.
     async with in_transaction():
-        post = await Post.create(
-            thread=thread,
-            parent=parent,
-            author=acting_user,
-            is_anonymous=anonymous,
-            body_markdown=markdown,
-            body_html=html,
-        )
-        await _sql.count_reply(thread.id, now)
-        await _sql.subscribe(thread.id, acting_user.id, now)
-        await _sql.mark_seen(thread.id, acting_user.id, now)
-        await jobs.enqueue_many(
-            [("forum.reply", {"post_id": post.id}), ("search.index_post", {"post_id": post.id})]
-        )
+        standing = await _standing(thread.id, acting_user, now)
+        role = Role(standing.role) if standing.role else None
+        if not thread.can_be_replied_to_by(acting_user, role):
+            if thread.is_locked:
+                raise PermissionDenied("This thread is locked: no new replies.")
+            raise PermissionDenied("Join the course to reply.")
+        _refuse_sanctioned(standing.sanction_kind, standing.sanction_ends_at)
+        if anonymous and not standing.allow_anonymous:
+            message = "This forum does not allow anonymous posts."
+            raise InvalidInput(message, fields={"anonymous": message})
+        if parent is not None:
+            if parent.thread_id != thread.id or parent.is_opening:  # type: ignore[attr-defined]
+                message = "You can reply to the thread or to one of its answers."
+                raise InvalidInput(message, fields={"parent": message})
+            if parent.parent_id is not None:  # type: ignore[attr-defined]
+                parent = await Post.get(id=parent.parent_id)  # type: ignore[attr-defined]
+        markdown, html = _body(body)
+        flooding = await _counts_as_flood(standing.course_id, acting_user, role)
+        if not flooding:
+            post_id, answers = await _sql.add_reply(
+                thread.id,
+                parent.id if parent is not None else None,
+                acting_user.id,
+                anonymous=anonymous,
+                markdown=markdown,
+                html=html,
+                at=now,
+                count_answers=parent is None,
+            )
+            post = Post.construct(
+                _saved_in_db=True,
+                id=post_id,
+                thread=thread,
+                parent=parent,
+                author=acting_user,
+                is_opening=False,
+                is_anonymous=anonymous,
+                body_markdown=markdown,
+                body_html=html,
+                created_at=now,
+                edited_at=None,
+                revision_count=0,
+                deleted_at=None,
+                is_endorsed=False,
+                vote_count=0,
+                state=PostState.VISIBLE,
+                state_seq=None,
+            )
+            await jobs.enqueue_many(
+                [
+                    ("forum.reply", {"post_id": post.id}),
+                    ("search.index_post", {"post_id": post.id}),
+                ]
+            )
+    if flooding:
+        await _silence_flooder(standing.course_id, acting_user)
     thread.reply_count += 1
     thread.last_activity_at = now
     await jobs.wake()
-    return post
+    return post, answers
 
 
 async def edit_post(
@@ -293,36 +369,38 @@ async def edit_post(
     Staff editing someone else's post is a moderation act: it cites a rule and a reason and
     is logged with the edit.
     """
-    thread = await Thread.get(id=post.thread_id)  # type: ignore[attr-defined]
-    role = await _role(thread.course_id, acting_user)  # type: ignore[attr-defined]
-    if not post.can_be_edited_by(acting_user, role):
-        raise PermissionDenied("You can edit only your own posts.")
-    moderating = not post.is_by(acting_user)
-    if not moderating:
-        await _check_may_write(thread.course_id, acting_user)  # type: ignore[attr-defined]
-    errors: dict[str, str] = {}
-    new_title = thread.title
-    if title is not None and post.is_opening:
-        try:
-            new_title = _title(title)
-        except InvalidInput as exc:
-            errors.update(exc.fields)
-    try:
-        markdown, html = _body(body)
-    except InvalidInput as exc:
-        errors.update(exc.fields)
-    if errors:
-        raise InvalidInput("Please correct the marked fields.", fields=errors)
-    if markdown == post.body_markdown and new_title == thread.title:
-        return post
+    thread_id: int = post.thread_id  # type: ignore[attr-defined]
     now = utcnow()
     async with in_transaction():
+        standing = await _standing(thread_id, acting_user, now)
+        role = Role(standing.role) if standing.role else None
+        if not post.can_be_edited_by(acting_user, role):
+            raise PermissionDenied("You can edit only your own posts.")
+        moderating = not post.is_by(acting_user)
+        if not moderating:
+            _refuse_sanctioned(standing.sanction_kind, standing.sanction_ends_at)
+        errors: dict[str, str] = {}
+        old_title = standing.title
+        new_title = old_title
+        if title is not None and post.is_opening:
+            try:
+                new_title = _title(title)
+            except InvalidInput as exc:
+                errors.update(exc.fields)
+        try:
+            markdown, html = _body(body)
+        except InvalidInput as exc:
+            errors.update(exc.fields)
+        if errors:
+            raise InvalidInput("Please correct the marked fields.", fields=errors)
+        if markdown == post.body_markdown and new_title == old_title:
+            return post
         await Revision.create(
             post=post,
             editor=acting_user,
             previous_markdown=post.body_markdown,
-            previous_title=thread.title if post.is_opening else None,
-            by_staff=not post.is_by(acting_user),
+            previous_title=old_title if post.is_opening else None,
+            by_staff=moderating,
         )
         await Post.filter(id=post.id).update(
             body_markdown=markdown,
@@ -335,17 +413,17 @@ async def edit_post(
 
             await log_staff_edit(
                 post,
-                thread,
+                await Thread.get(id=thread_id),
                 rule_code=rule_code,
                 reason=reason,
                 acting_user=acting_user,
                 old_text=post.body_markdown,
                 new_text=markdown,
             )
-        if new_title != thread.title:
-            await Thread.filter(id=thread.id).update(title=new_title)
+        if new_title != old_title:
+            await Thread.filter(id=thread_id).update(title=new_title)
             # Every post of the thread carries its title in the index.
-            await jobs.enqueue("search.index_thread", {"thread_id": thread.id})
+            await jobs.enqueue("search.index_thread", {"thread_id": thread_id})
         else:
             await _changed(post.id)
     post.body_markdown, post.body_html, post.edited_at = markdown, html, now

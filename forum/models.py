@@ -10,6 +10,8 @@ from tortoise.models import Model
 from core.errors import NotFound
 from core.models import Course, Role, User
 
+# Ids are 32-bit integer columns: a larger number in a URL names nothing.
+MAX_ID = 2**31 - 1
 ANONYMOUS_LABEL = "Anonymous learner"
 DELETED_USER_LABEL = "Deleted user"
 
@@ -227,6 +229,8 @@ async def forum_in_course(course: Course, forum_id: int) -> Forum:
 
 async def thread_in_course(course: Course, thread_id: int, *, with_forum: bool = False) -> Thread:
     """The thread with this id in the course (its forum loaded if asked), else NotFound."""
+    if not 0 < thread_id <= MAX_ID:  # ids are 32-bit columns: a larger number names nothing
+        raise NotFound("There is no such thread in this course.")
     query = Thread.get_or_none(id=thread_id, course_id=course.id)
     thread = await (query.select_related("forum") if with_forum else query)
     if thread is None:

@@ -23,6 +23,7 @@ from forum.markup import wrap_user_html
 from forum.models import (
     ANONYMOUS_LABEL,
     DELETED_USER_LABEL,
+    MAX_ID,
     Forum,
     Post,
     PostState,
@@ -285,6 +286,8 @@ async def thread_for_viewer(
 ) -> Thread:
     """The thread with its forum and `viewer`'s marker and subscription (for `thread_page`),
     else NotFound; with `course_id`, only a thread of that course."""
+    if not 0 < thread_id <= MAX_ID:
+        raise NotFound("There is no such thread in this course.")
     query = Thread.filter(id=thread_id)
     if course_id is not None:
         query = query.filter(course_id=course_id)

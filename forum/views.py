@@ -182,7 +182,7 @@ async def reply(request: Request) -> Response:
         except ValueError:
             raise NotFound("There is no such post in this course.") from None
     try:
-        post = await actions.reply(
+        post, answers = await actions.reply_and_count(
             thread,
             body=values.get("body", ""),
             parent=parent,
@@ -202,9 +202,8 @@ async def reply(request: Request) -> Response:
             message=error.message,
             values=values,
         )
-    if post.parent_id is None:  # type: ignore[attr-defined]
+    if answers is not None:
         # A new answer comes last: show the page it landed on, not the one the form was on.
-        answers = await Post.filter(thread_id=thread.id, parent_id=None, is_opening=False).count()
         page = max(1, ceil(answers / POSTS_PER_PAGE))
     if is_htmx(request):
         return await _thread_response(request, course, thread, user, role, page_number=page)
