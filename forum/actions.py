@@ -89,13 +89,13 @@ async def _standing(thread_id: int, user: User, now: datetime) -> _sql.Standing:
     return standing
 
 
-async def _counts_as_flood(course_id: int, user: User, role: Role | None) -> bool:
-    """Count one post; True when it goes over the post rate limit (staff are exempt)."""
+async def _over_post_limit(course_id: int, user: User) -> bool:
+    """Count one post; True when it goes over the post rate limit (staff are exempt: the
+    caller checks)."""
     from core import ratelimit, runtime
 
     limit = runtime.settings().post_rate_limit
-    count = await ratelimit.record(f"post:{course_id}:{user.id}", window_seconds=60)
-    return count > limit and not is_staff(user, role)
+    return await ratelimit.record(f"post:{course_id}:{user.id}", window_seconds=60) > limit
 
 
 async def _silence_flooder(course_id: int, user: User) -> None:
@@ -123,13 +123,8 @@ async def _silence_flooder(course_id: int, user: User) -> None:
 
 
 async def _check_flood(course_id: int, user: User) -> None:
-    from core import ratelimit, runtime
-
-    limit = runtime.settings().post_rate_limit
-    count = await ratelimit.record(f"post:{course_id}:{user.id}", window_seconds=60)
-    if count <= limit or is_staff(user, await _role(course_id, user)):
-        return
-    await _silence_flooder(course_id, user)
+    if await _over_post_limit(course_id, user) and not is_staff(user, await _role(course_id, user)):
+        await _silence_flooder(course_id, user)
 
 
 async def _changed(post_id: int) -> None:
@@ -310,7 +305,9 @@ async def reply_and_count(
             if parent.parent_id is not None:  # type: ignore[attr-defined]
                 parent = await Post.get(id=parent.parent_id)  # type: ignore[attr-defined]
         markdown, html = _body(body)
-        flooding = await _counts_as_flood(standing.course_id, acting_user, role)
+        flooding = await _over_post_limit(standing.course_id, acting_user) and not is_staff(
+            acting_user, role
+        )
         if not flooding:
             post_id, answers = await _sql.add_reply(
                 thread.id,
