@@ -20,6 +20,7 @@ from forum.presenters import (
     PostView,
     author_for,
     post_view,
+    thread_for_viewer,
     thread_page,
 )
 
@@ -230,7 +231,7 @@ async def create_thread(request: Request) -> Response:
 
 async def get_thread(request: Request) -> Response:
     course, user, role = await _member(request)
-    thread = await thread_in_course(course, request.path_params["thread_id"])
+    thread = await thread_for_viewer(request.path_params["thread_id"], user, course_id=course.id)
     page = _int_param(request, "page", 1) or 1
     return json_response(await _detail(thread, user, role, page))
 

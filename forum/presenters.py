@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from math import ceil
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from markupsafe import Markup
 from tortoise.expressions import F, RawSQL
@@ -27,7 +27,6 @@ from forum.models import (
     Forum,
     Post,
     PostState,
-    Subscription,
     Thread,
     ThreadKind,
     ThreadVisit,
@@ -297,20 +296,14 @@ async def thread_for_viewer(
     return thread
 
 
-_MISSING = object()
-
-
 async def _viewer_state(thread: Thread, viewer: User) -> tuple[datetime | None, bool]:
-    """When `viewer` last saw the thread and whether they follow it."""
-    raw_seen = getattr(thread, "viewer_seen_at", _MISSING)
-    if raw_seen is _MISSING:
-        seen = await ThreadVisit.filter(thread_id=thread.id, user_id=viewer.id).values_list(
-            "last_seen_at", flat=True
-        )
-        subscribed = await Subscription.filter(thread_id=thread.id, user_id=viewer.id).exists()
-        return (cast("list[datetime]", seen)[0] if seen else None), subscribed
+    """When `viewer` last saw the thread and whether they follow it (read with the thread by
+    `thread_for_viewer`; a thread read otherwise is read again that way)."""
+    if not hasattr(thread, "viewer_seen_at"):
+        thread = await thread_for_viewer(thread.id, viewer)
+    raw_seen = thread.viewer_seen_at  # type: ignore[attr-defined]
     last_seen = ThreadVisit._meta.fields_map["last_seen_at"].to_python_value(raw_seen)
-    return last_seen, bool(int(getattr(thread, "viewer_subscriptions", 0) or 0))
+    return last_seen, bool(int(thread.viewer_subscriptions or 0))  # type: ignore[attr-defined]
 
 
 async def _page_posts(
