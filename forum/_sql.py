@@ -8,7 +8,7 @@ runs on the current connection, so inside the caller's transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from tortoise.connection import get_connection
@@ -116,12 +116,11 @@ async def standing(thread_id: int, user_id: int, now: datetime) -> Standing | No
     )
     if not rows:
         return None
+    from moderation.models import Sanction
+
     row = rows[0]
-    ends_at = row["sanction_ends_at"]
-    if isinstance(ends_at, str):  # SQLite keeps the ISO text Tortoise wrote
-        ends_at = datetime.fromisoformat(ends_at)
-    if ends_at is not None and ends_at.tzinfo is None:
-        ends_at = ends_at.replace(tzinfo=UTC)
+    # Read as the ORM reads the column (SQLite hands back the text Tortoise wrote).
+    ends_at = Sanction._meta.fields_map["ends_at"].to_python_value(row["sanction_ends_at"])
     return Standing(
         course_id=int(row["course_id"]),
         title=str(row["title"]),
