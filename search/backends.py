@@ -112,6 +112,10 @@ class SearchBackend(Protocol):
         """Remove documents by id; unknown ids are ignored."""
         ...
 
+    async def apply(self, docs: Sequence[PostDocument], delete_ids: Sequence[str]) -> None:
+        """Upsert docs and delete ids as one change (an id in both keeps its new document)."""
+        ...
+
     async def delete_course(self, course_id: int) -> None:
         """Remove every document of one course."""
         ...

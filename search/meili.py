@@ -221,6 +221,12 @@ class MeiliBackend:
             task = await index.delete_documents(keys)
             await self._wait(task.task_uid, "delete")
 
+    async def apply(self, docs: Sequence[PostDocument], delete_ids: Sequence[str]) -> None:
+        """Delete ids (but those upserted too), then upsert docs; both waited for."""
+        kept = {doc.id for doc in docs}
+        await self.delete([i for i in delete_ids if i not in kept])
+        await self.upsert(docs)
+
     async def delete_course(self, course_id: int) -> None:
         """Remove every document of a course and wait until it is done."""
         if not isinstance(course_id, int) or isinstance(course_id, bool):

@@ -20,7 +20,6 @@ from forum.markup import plain_text
 from forum.models import Post, PostState, Thread, ThreadKind
 from search import service
 from search.backends import PostDocument
-from search.embedded import EmbeddedBackend
 
 BODY_CHARS = 20_000
 # pg_advisory_xact_lock key that orders index jobs across processes ("agoraidx").
@@ -56,17 +55,6 @@ def to_document(post: Post, thread: Thread, course: Course) -> PostDocument:
         created_at=post.created_at,
         url=f"/courses/{course.slug}/threads/{thread.id}#post-{post.id}",
     )
-
-
-async def _write(docs: list[PostDocument], gone: list[str]) -> None:
-    backend = service.backend()
-    if isinstance(backend, EmbeddedBackend):
-        await backend.apply(docs, gone)
-        return
-    if docs:
-        await backend.upsert(docs)
-    if gone:
-        await backend.delete(gone)
 
 
 def _local_lock() -> asyncio.Lock:
@@ -111,7 +99,7 @@ async def index_events(events: Sequence[OutboxEvent]) -> None:
         seen = {p.id for p in posts}
         gone = [document_id(p.id) for p in posts if not is_indexable(p)]
         gone += [document_id(i) for i in sorted(post_ids - seen)]
-        await _write(docs, gone)
+        await service.backend().apply(docs, gone)
 
 
 async def index_post(event: OutboxEvent) -> None:

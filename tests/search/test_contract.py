@@ -296,6 +296,23 @@ async def test_delete(engine: SearchBackend, course: Course, make_post: MakePost
     await engine.delete([])
 
 
+async def test_apply_upserts_and_deletes_at_once(
+    engine: SearchBackend, course: Course, make_post: MakePost
+) -> None:
+    c = course()
+    stays, goes, changes = (make_post(c, body="graph colouring") for _ in range(3))
+    await engine.upsert([stays, goes, changes])
+    changed = replace(changes, body="graph colouring, revised")
+    fresh = make_post(c, body="graph colouring")
+    # An id both upserted and deleted keeps its new document.
+    await engine.apply([changed, fresh], [goes.id, changes.id, "post:does-not-exist"])
+    assert sorted(await found(engine, q("graph", c))) == sorted(
+        [stays.post_id, changes.post_id, fresh.post_id]
+    )
+    assert await found(engine, q("revised", c)) == [changes.post_id]
+    await engine.apply([], [])
+
+
 async def test_delete_course(engine: SearchBackend, course: Course, make_post: MakePost) -> None:
     c1, c2 = course(), course()
     await engine.upsert([make_post(c1, body="graph colouring") for _ in range(3)])

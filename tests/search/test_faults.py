@@ -77,6 +77,10 @@ class Outage:
         self._gate("delete")
         await self.real.delete(ids)
 
+    async def apply(self, docs: Sequence[PostDocument], delete_ids: Sequence[str]) -> None:
+        self._gate("apply")
+        await self.real.apply(docs, delete_ids)
+
     async def delete_course(self, course_id: int) -> None:
         self._gate("delete_course")
         await self.real.delete_course(course_id)
