@@ -7,7 +7,8 @@ from enum import StrEnum
 from typing import Any
 
 from tortoise import fields
-from tortoise.models import Model
+
+from core.orm import Model
 
 
 class Role(StrEnum):

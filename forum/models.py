@@ -5,10 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 
 from tortoise import fields
-from tortoise.models import Model
 
 from core.errors import NotFound
 from core.models import Course, Role, User
+from core.orm import Model
 
 # Ids are 32-bit integer columns: a larger number in a URL names nothing.
 MAX_ID = 2**31 - 1

@@ -8,9 +8,9 @@ from typing import Any
 
 from tortoise import fields
 from tortoise.expressions import Q
-from tortoise.models import Model
 
 from core.models import Course, User
+from core.orm import Model
 
 
 class Act(StrEnum):

@@ -11,9 +11,9 @@ from enum import StrEnum
 from typing import Any
 
 from tortoise import fields
-from tortoise.models import Model
 
 from core.models import Course, Role, User
+from core.orm import Model
 from peer_review import attachments
 from peer_review.rubric import CommentRule
 
