@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from multiprocessing import get_context
 from multiprocessing.context import BaseContext
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -29,6 +30,11 @@ from tortoise.connection import get_connection
 
 from core.timeutil import utcnow
 from moderation import merkle
+from moderation._entries import CANONICAL_FIELDS as CANONICAL_FIELDS
+from moderation._entries import ENTRY_COLUMNS, EntryChecks, StoredHead, check_entries, check_heads
+from moderation._entries import canonical_values as canonical_values
+from moderation._entries import entry_leaf_hash as entry_leaf_hash
+from moderation._entries import timestamp as timestamp
 from moderation._heads import FORMAT_VERSION as FORMAT_VERSION
 from moderation._heads import HeadToCheck, bad_signatures
 from moderation._heads import canonical_json as canonical_json
@@ -36,51 +42,12 @@ from moderation._heads import head_message as head_message
 from moderation.models import LogEntry, LogState, TreeHead
 
 KEY_FILE = "log-signing-key.pem"
-
-# The public fields of an entry, in the canonical serialization.
-CANONICAL_FIELDS = (
-    "seq",
-    "created_at",
-    "course_id",
-    "actor_id",
-    "actor_role",
-    "act",
-    "target_type",
-    "target_id",
-    "rule_code",
-    "reason",
-    "duration_seconds",
-    "old_value",
-    "new_value",
-    "reverses_seq",
-    "source",
-)
-
-
-def timestamp(moment: datetime) -> str:
-    """UTC to the microsecond, one fixed format: 2026-11-22T15:20:18.123456Z."""
-    moment = moment.astimezone(UTC)
-    if moment.year >= 1000:  # the same text as strftime below, several times faster
-        return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def canonical_values(fields: Mapping[str, Any]) -> str:
-    """The serialization that is hashed, from the public fields of an entry."""
-    values: dict[str, Any] = {"v": FORMAT_VERSION}
-    for name in CANONICAL_FIELDS:
-        value = fields[name]
-        values[name] = timestamp(value) if isinstance(value, datetime) else value
-    return canonical_json(values)
+T = TypeVar("T")
 
 
 def canonical_entry(entry: LogEntry) -> str:
     """The serialization that is hashed, recomputed from the entry's columns."""
     return canonical_values({name: getattr(entry, name) for name in CANONICAL_FIELDS})
-
-
-def entry_leaf_hash(canonical: str) -> bytes:
-    return merkle.leaf_hash(canonical.encode("utf-8"))
 
 
 # --- signing ---------------------------------------------------------------------------
@@ -306,13 +273,16 @@ class VerifyReport:
         return not self.problems
 
 
-# Rows are read this many at a time. Checking a signature costs far more than the hashing, so
-# a long log's heads go to worker processes in chunks while this process hashes the entries.
+# Rows are read this many at a time. A long log's rows go to worker processes in batches (a
+# head's signature costs far more than the rest, then each entry's canonical text and leaf
+# hash), while this process reads the next rows and rebuilds the tree from the leaf hashes
+# that come back.
 VERIFY_BATCH = 5000
 SIGNATURE_CHUNK = 2500
 PARALLEL_FROM = 10_000
+# Entry batches sent off before the oldest one's leaves are awaited (bounds the rows held).
+ENTRIES_AHEAD = 3
 
-_ENTRY_COLUMNS = ("id", *CANONICAL_FIELDS, "canonical", "leaf_hash")
 _HEAD_COLUMNS = ("id", "size", "root_hex", "signed_at", "signature_hex")
 
 
@@ -353,6 +323,15 @@ def _moment(raw: Any, field: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def _time_text(raw: Any, field: Any) -> str | None:
+    """`timestamp` of a stored time read by the ORM's rules (None when unreadable)."""
+    moment = _moment(raw, field)
+    try:
+        return timestamp(moment) if moment is not None else None
+    except OverflowError:
+        return None
+
+
 def _hex(value: Any) -> bytes | None:
     try:
         return bytes.fromhex(value)
@@ -361,63 +340,92 @@ def _hex(value: Any) -> bytes | None:
 
 
 def _worker_context() -> BaseContext:
-    """Worker processes that start at once with what checking a signature needs.
+    """Worker processes that start at once with what checking the log needs.
 
     A spawned worker imports the program's main module before it can work (for the CLI, the
-    whole application, about a second). A fork server imports it once, with
-    `moderation._heads`, and forks each worker from itself, so the workers find both loaded.
-    Where there is no fork server (not POSIX), spawn.
+    whole application, about a second). A fork server imports it once, with the two light
+    modules the checks live in, and forks each worker from itself, so the workers find them
+    loaded. Where there is no fork server (not POSIX), spawn.
     """
     try:
         context = get_context("forkserver")
     except ValueError:
         return get_context("spawn")
-    context.set_forkserver_preload(["__main__", "moderation._heads"])
+    context.set_forkserver_preload(["__main__", "moderation._heads", "moderation._entries"])
     return context
 
 
-class _SignatureChecks:
-    """Head signatures checked in chunks: here for a short log, in worker processes for long."""
+class _Workers:
+    """Batches checked here for a short log, on worker processes for a long one."""
 
-    def __init__(self, public_key: bytes, seed: bytes | None = None) -> None:
-        self.public_key = public_key
-        self.seed = seed
+    def __init__(self, parallel: bool) -> None:
         self.pool: ProcessPoolExecutor | None = None
-        self.waiting: list[list[HeadToCheck]] = []
-        self.running: list[tuple[list[HeadToCheck], asyncio.Future[list[int]]]] = []
-
-    def add(self, chunk: list[HeadToCheck], heads_so_far: int) -> None:
-        if self.pool is None and heads_so_far >= PARALLEL_FROM:
+        if parallel:
             workers = max(1, min(8, os.cpu_count() or 1))
             self.pool = ProcessPoolExecutor(workers, mp_context=_worker_context())
-            for waiting in self.waiting:
-                self._start(waiting)
-            self.waiting = []
-        if self.pool is None:
-            self.waiting.append(chunk)
-        else:
-            self._start(chunk)
+            for _ in range(workers):  # start them now rather than at the first batch
+                self.pool.submit(os.getpid)
 
-    def _start(self, chunk: list[HeadToCheck]) -> None:
+    def submit(self, work: Callable[..., T], *args: Any) -> _Job[T]:
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self.pool, bad_signatures, self.public_key, chunk, self.seed)
-        self.running.append((chunk, work))
-
-    async def failed(self) -> set[int]:
-        """The positions of every head whose signature does not verify."""
-        found = [bad_signatures(self.public_key, chunk, self.seed) for chunk in self.waiting]
-        for chunk, work in self.running:
-            try:
-                found.append(await work)
-            except BrokenProcessPool:
-                # Workers could not start (e.g. from a script without a __main__ guard):
-                # the same check, here.
-                found.append(bad_signatures(self.public_key, chunk, self.seed))
-        return {position for positions in found for position in positions}
+        if self.pool is None:
+            done: asyncio.Future[T] = loop.create_future()
+            done.set_result(work(*args))
+            return _Job(done, work, args)
+        return _Job(loop.run_in_executor(self.pool, work, *args), work, args)
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
+
+
+@dataclass(slots=True)
+class _Job(Generic[T]):
+    future: asyncio.Future[T]
+    work: Callable[..., T]
+    args: tuple[Any, ...]
+
+    async def result(self) -> T:
+        try:
+            return await self.future
+        except BrokenProcessPool:
+            # Workers could not start (e.g. from a script without a __main__ guard): the same
+            # check, here.
+            return self.work(*self.args)
+
+
+class _Tree:
+    """The tree rebuilt leaf by leaf from the entries, checked at every signed head's size."""
+
+    def __init__(self, heads: list[tuple[int, bytes | None]]) -> None:
+        self.heads = heads  # (size, root) in size order
+        self.compact = merkle.CompactRange()
+        self.wrong_root: set[int] = set()
+        self.no_such_size: set[int] = set()  # besides every head past the last entry
+        self.next_head = 0
+        while self.next_head < len(heads) and heads[self.next_head][0] <= 0:
+            if heads[self.next_head][0] < 0:
+                self.no_such_size.add(self.next_head)
+            elif heads[self.next_head][1] != merkle.EMPTY_ROOT:
+                self.wrong_root.add(self.next_head)
+            self.next_head += 1
+
+    @property
+    def size(self) -> int:
+        return self.compact.size
+
+    def extend(self, leaves: bytes) -> None:
+        heads, compact, next_head = self.heads, self.compact, self.next_head
+        for start in range(0, len(leaves), merkle.HASH_SIZE):
+            compact.append(leaves[start : start + merkle.HASH_SIZE])
+            size = compact.size
+            if next_head < len(heads) and heads[next_head][0] == size:
+                root = compact.root()
+                while next_head < len(heads) and heads[next_head][0] == size:
+                    if heads[next_head][1] != root:
+                        self.wrong_root.add(next_head)
+                    next_head += 1
+        self.next_head = next_head
 
 
 async def verify_log(public_key: bytes | None = None) -> VerifyReport:
@@ -426,91 +434,109 @@ async def verify_log(public_key: bytes | None = None) -> VerifyReport:
     key = public_key if public_key is not None else signer().public_key_bytes
     # Checking the site's own heads, the signing key makes the check cheaper (_heads.py).
     seed = _signer.private_key.private_bytes_raw() if _signer is not None and key == own else None
-    checks = _SignatureChecks(key, seed)
+    # The workers start while the heads are read.
+    workers = _Workers(parallel=await TreeHead.all().count() >= PARALLEL_FROM)
     try:
-        return await _verify(checks)
+        stored_heads: list[StoredHead] = []
+        async for rows in _rows(TreeHead._meta.db_table, _HEAD_COLUMNS):
+            first = len(stored_heads)
+            stored_heads.extend([(first + i, *row[1:]) for i, row in enumerate(rows)])
+        return await _verify(stored_heads, _HeadChecks(key, seed, workers))
     finally:
-        checks.close()
+        workers.close()
 
 
-async def _verify(checks: _SignatureChecks) -> VerifyReport:
-    created_at_field = LogEntry._meta.fields_map["created_at"]
-    signed_at_field = TreeHead._meta.fields_map["signed_at"]
+class _HeadChecks:
+    """Head signatures checked in chunks, sent off in size order as the entries are read."""
 
-    # Heads first, so that their signatures are being checked while the entries are hashed.
-    heads: list[tuple[int, bytes | None]] = []  # (size, root), in size order
-    unreadable: set[int] = set()
-    async for rows in _rows(TreeHead._meta.db_table, _HEAD_COLUMNS):
-        chunk: list[HeadToCheck] = []
-        for _, size, root_hex, raw_signed_at, signature_hex in rows:
-            position, root = len(heads), _hex(root_hex)
-            heads.append((int(size), root))
-            signed = _moment(raw_signed_at, signed_at_field)
-            if root is None or signed is None:
-                unreadable.add(position)
-            signed_at = timestamp(signed) if signed is not None else ""
-            chunk.append((position, int(size), root, signed_at, signature_hex))
-            if len(chunk) == SIGNATURE_CHUNK:
-                checks.add(chunk, len(heads))
-                chunk = []
-        if chunk:
-            checks.add(chunk, len(heads))
+    def __init__(self, key: bytes, seed: bytes | None, workers: _Workers) -> None:
+        self.key, self.seed, self.workers = key, seed, workers
+        self.jobs: list[_Job[tuple[list[int], list[int]]]] = []
 
+    def send(self, heads: list[StoredHead]) -> None:
+        for start in range(0, len(heads), SIGNATURE_CHUNK):
+            chunk = heads[start : start + SIGNATURE_CHUNK]
+            self.jobs.append(self.workers.submit(check_heads, self.key, chunk, self.seed))
+
+    async def failed(self, stored_heads: list[StoredHead], unreadable: set[int]) -> set[int]:
+        """The positions of every head whose signature does not verify; `unreadable` gains
+        those whose signing time the ORM cannot read either."""
+        bad: set[int] = set()
+        late: list[HeadToCheck] = []
+        signed_at_field = TreeHead._meta.fields_map["signed_at"]
+        for job in self.jobs:
+            failed, unread = await job.result()
+            bad.update(failed)
+            for position in unread:
+                _, size, root_hex, raw_signed_at, signature_hex = stored_heads[position]
+                signed_at = _time_text(raw_signed_at, signed_at_field)
+                if signed_at is None:
+                    unreadable.add(position)
+                late.append((position, int(size), _hex(root_hex), signed_at or "", signature_hex))
+        bad.update(bad_signatures(self.key, late, self.seed))
+        return bad
+
+
+def _fields_problem(row: tuple[Any, ...]) -> str | None:
+    """The entry's fields compared with its canonical text, its time read by the ORM's rules
+    (for a stored time `check_entries` could not read)."""
+    fields = dict(zip(CANONICAL_FIELDS, row[1:-2], strict=True))
+    fields["created_at"] = _time_text(fields["created_at"], LogEntry._meta.fields_map["created_at"])
+    if fields["created_at"] is None or canonical_values(fields) != row[-2]:
+        return f"entry {row[1]}: its fields no longer match what was hashed"
+    return None
+
+
+async def _verify(stored_heads: list[StoredHead], head_checks: _HeadChecks) -> VerifyReport:
+    heads = [(int(size), _hex(root_hex)) for _, size, root_hex, _, _ in stored_heads]
+    unreadable = {position for position, (_, root) in enumerate(heads) if root is None}
+    tree = _Tree(heads)
     problems: list[str] = []
-    wrong_root: set[int] = set()
-    no_such_size: set[int] = set()  # besides every head past the last entry
-    next_head = 0
-    while next_head < len(heads) and heads[next_head][0] <= 0:
-        if heads[next_head][0] < 0:
-            no_such_size.add(next_head)
-        elif heads[next_head][1] != merkle.EMPTY_ROOT:
-            wrong_root.add(next_head)
-        next_head += 1
-    compact = merkle.CompactRange()
-    entries = 0
-    previous_id: int | None = None
     out_of_order = False
-    async for rows in _rows(LogEntry._meta.db_table, _ENTRY_COLUMNS):
-        for row in rows:
-            entry_id, seq, stored, stored_leaf = row[0], row[1], row[-2], row[-1]
-            if seq != entries:
-                problems.append(
-                    f"entry id {entry_id}: sequence number {seq} where {entries} was expected "
-                    "(an entry was deleted, inserted or reordered)"
-                )
-            if previous_id is not None and entry_id < previous_id:
-                out_of_order = True
-            previous_id = entry_id
-            fields = dict(zip(CANONICAL_FIELDS, row[1:-2], strict=True))
-            fields["created_at"] = _moment(fields["created_at"], created_at_field)
-            if fields["created_at"] is None or canonical_values(fields) != stored:
-                problems.append(f"entry {seq}: its fields no longer match what was hashed")
-            leaf = entry_leaf_hash(stored)
-            if leaf.hex() != stored_leaf:
-                problems.append(f"entry {seq}: stored leaf hash does not match its content")
-            compact.append(leaf)
-            entries += 1
-            if next_head < len(heads) and heads[next_head][0] == entries:
-                root = compact.root()
-                while next_head < len(heads) and heads[next_head][0] == entries:
-                    if heads[next_head][1] != root:
-                        wrong_root.add(next_head)
-                    next_head += 1
-    bad_signatures = await checks.failed()
+    pending: deque[tuple[list[tuple[Any, ...]], _Job[EntryChecks]]] = deque()
 
+    async def fold_oldest() -> None:
+        nonlocal out_of_order
+        rows, job = pending.popleft()
+        checks = await job.result()
+        for index, problem in checks.problems:
+            problem = problem if problem is not None else _fields_problem(rows[index])
+            if problem is not None:
+                problems.append(problem)
+        out_of_order |= checks.out_of_order
+        tree.extend(checks.leaves)
+
+    read, previous_id, heads_sent = 0, None, 0
+    async for rows in _rows(LogEntry._meta.db_table, ENTRY_COLUMNS):
+        pending.append((rows, head_checks.workers.submit(check_entries, rows, read, previous_id)))
+        read, previous_id = read + len(rows), rows[-1][0]
+        # The heads these entries reach go off too, so the workers share out both kinds.
+        reached = heads_sent
+        while reached < len(heads) and heads[reached][0] <= read:
+            reached += 1
+        head_checks.send(stored_heads[heads_sent:reached])
+        heads_sent = reached
+        while len(pending) > ENTRIES_AHEAD:
+            await fold_oldest()
+    head_checks.send(stored_heads[heads_sent:])
+    while pending:
+        await fold_oldest()
+    bad_heads = await head_checks.failed(stored_heads, unreadable)
+
+    entries = tree.size
     if out_of_order:
         problems.append("entries were stored in a different order than their sequence numbers")
     for index, (size, _) in enumerate(heads):
-        if index in bad_signatures:
+        if index in bad_heads:
             problems.append(f"tree head at size {size}: signature does not verify")
         if index in unreadable:
             problems.append(f"tree head at size {size}: its root or signing time is unreadable")
-        elif index >= next_head or index in no_such_size:
+        elif index >= tree.next_head or index in tree.no_such_size:
             problems.append(
                 f"tree head at size {size}: the log has only {entries} entries "
                 "(entries were deleted or the log was truncated)"
             )
-        elif index in wrong_root:
+        elif index in tree.wrong_root:
             problems.append(
                 f"tree head at size {size}: the entries no longer hash to the signed root"
             )

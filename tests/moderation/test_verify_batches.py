@@ -7,6 +7,8 @@ sits on a batch boundary or in a chunk of heads checked by another process.
 
 from __future__ import annotations
 
+from datetime import timedelta, timezone
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tortoise.connection import get_connection
@@ -96,3 +98,36 @@ def test_own_heads_are_checked_the_same_with_the_signing_key() -> None:
     assert bad_signatures(public, heads, bytes(key)) == expected
     # A seed that is not this public key's is not used for the shortcut.
     assert bad_signatures(public, heads, bytes(other)) == expected
+
+
+async def _store_raw(table: str, column: str, key: str, value: int, raw: object) -> None:
+    await get_connection("default").execute_query(
+        f'UPDATE "{table}" SET "{column}" = ? WHERE "{key}" = ?', [raw, value]
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # PostgreSQL keeps timestamptz
+async def test_times_stored_in_other_forms_are_read_as_the_orm_reads_them(
+    db: Settings, tiny_batches: None
+) -> None:
+    await build_log(await make_world(), 9)
+    await triggers.remove(get_connection("default"))
+    entry = await LogEntry.get(seq=3)
+    head = await TreeHead.get(size=4)
+    # The same moments, written differently: another offset; an ISO basic form.
+    shifted = entry.created_at.astimezone(timezone(timedelta(hours=5)))
+    await _store_raw("agora_log_entry", "created_at", "seq", 3, shifted.isoformat(" "))
+    basic = head.signed_at.strftime("%Y%m%dT%H%M%S.%f+0000")
+    await _store_raw("agora_tree_head", "signed_at", "size", 4, basic)
+    assert (await log.verify_log()).ok
+    # Whole seconds since 1970, which only the ORM reads: another moment, so it is caught.
+    await _store_raw("agora_log_entry", "created_at", "seq", 5, 1_700_000_000)
+    await _store_raw("agora_tree_head", "signed_at", "size", 6, 1_700_000_000)
+    await _store_raw("agora_tree_head", "signed_at", "size", 7, "not a time")
+    report = await log.verify_log()
+    assert report.problems == [
+        "entry 5: its fields no longer match what was hashed",
+        "tree head at size 6: signature does not verify",
+        "tree head at size 7: signature does not verify",
+        "tree head at size 7: its root or signing time is unreadable",
+    ]
