@@ -303,8 +303,10 @@ async def _rows(table: str, columns: tuple[str, ...]) -> AsyncIterator[list[tupl
         if len(rows) < VERIFY_BATCH:
             return
         # Keyset paging on integers read from the database, so the SQL stays literal and safe.
+        # The ">=" lets the index start at the last row; without it every batch scanned the
+        # index from the first row again.
         last, last_id = int(rows[-1][1]), int(rows[-1][0])
-        after = f' WHERE "{order}" > {last} OR ("{order}" = {last} AND "id" > {last_id})'
+        after = f' WHERE "{order}" >= {last} AND ("{order}" > {last} OR "id" > {last_id})'
 
 
 def _moment(raw: Any, field: Any) -> datetime | None:
