@@ -4,9 +4,33 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from tortoise.expressions import RawSQL
+from tortoise.queryset import QuerySet
 
 from core.errors import NotAuthenticated, NotFound, PermissionDenied
 from core.models import Course, Role, User
+from core.prepared import Prepared
+
+
+def _course_for_member(slug: str, viewer: int) -> QuerySet[Course]:
+    # The ids are integers (Prepared writes only integers into the SQL text).
+    return (
+        Course.filter(slug=slug)
+        .annotate(
+            viewer_role=RawSQL(
+                '(SELECT "role" FROM "agora_membership" WHERE "course_id" = "agora_course"."id" '
+                f'AND "user_id" = {int(viewer)})'
+            ),
+            viewer_suspensions=RawSQL(
+                '(SELECT COUNT(*) FROM "agora_sanction" WHERE "course_id" = "agora_course"."id" '
+                f'AND "user_id" = {int(viewer)} AND "lifted_at" IS NULL '
+                "AND \"kind\" = 'suspension')"
+            ),
+        )
+        .limit(1)
+    )
+
+
+_COURSE_FOR_MEMBER = Prepared(_course_for_member, str, int)
 
 
 async def course_member(request: Request) -> tuple[Course, User, Role | None]:
@@ -15,22 +39,8 @@ async def course_member(request: Request) -> tuple[Course, User, Role | None]:
     if user is None:
         raise NotAuthenticated("Sign in to see this course.")
     # Every course page starts here: the course, the viewer's role and whether they have any
-    # suspension there come in one query. The ids are integers read from the database.
-    viewer = int(user.id)
-    course = await (
-        Course.filter(slug=request.path_params["slug"])
-        .annotate(
-            viewer_role=RawSQL(
-                '(SELECT "role" FROM "agora_membership" WHERE "course_id" = "agora_course"."id" '
-                f'AND "user_id" = {viewer})'
-            ),
-            viewer_suspensions=RawSQL(
-                '(SELECT COUNT(*) FROM "agora_sanction" WHERE "course_id" = "agora_course"."id" '
-                f'AND "user_id" = {viewer} AND "lifted_at" IS NULL AND "kind" = \'suspension\')'
-            ),
-        )
-        .first()
-    )
+    # suspension there come in one query.
+    course = await _COURSE_FOR_MEMBER.first(request.path_params["slug"], user.id)
     if course is None:
         raise NotFound("There is no such course.")
     stored_role = getattr(course, "viewer_role", None)

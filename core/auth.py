@@ -7,8 +7,10 @@ import secrets
 from datetime import timedelta
 
 from tortoise.expressions import RawSQL
+from tortoise.queryset import QuerySet
 
 from core.models import ApiToken, AuthSession, User
+from core.prepared import Prepared
 from core.settings import Settings
 from core.timeutil import utcnow
 
@@ -42,6 +44,16 @@ _UNREAD = RawSQL(
 )
 
 
+def _session(key_hash: str) -> QuerySet[AuthSession]:
+    return AuthSession.filter(key_hash=key_hash).select_related("user").limit(1)
+
+
+_SESSION = Prepared(_session, str)
+_SESSION_WITH_UNREAD = Prepared(
+    lambda key_hash: _session(key_hash).annotate(unread_notifications=_UNREAD), str
+)
+
+
 async def resume_session(
     key: str, settings: Settings, *, count_unread: bool = False
 ) -> AuthSession | None:
@@ -52,10 +64,8 @@ async def resume_session(
     """
     if not key or len(key) > 100:
         return None
-    query = AuthSession.filter(key_hash=digest(key)).select_related("user")
-    if count_unread:
-        query = query.annotate(unread_notifications=_UNREAD)
-    session = await query.first()
+    lookup = _SESSION_WITH_UNREAD if count_unread else _SESSION
+    session = await lookup.first(digest(key))
     if session is None:
         return None
     now = utcnow()

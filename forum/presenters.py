@@ -19,6 +19,7 @@ from tortoise.queryset import QuerySet
 
 from core.errors import NotFound
 from core.models import Course, Role, User
+from core.prepared import Prepared
 from forum.markup import wrap_user_html
 from forum.models import (
     ANONYMOUS_LABEL,
@@ -280,6 +281,22 @@ def _viewer_columns(viewer_id: int) -> dict[str, RawSQL]:
     }
 
 
+def _thread_for_viewer(thread_id: int, viewer_id: int) -> QuerySet[Thread]:
+    query = Thread.filter(id=thread_id).select_related("forum")
+    return query.annotate(**_viewer_columns(viewer_id)).limit(1)
+
+
+_THREAD_FOR_VIEWER = Prepared(_thread_for_viewer, int, int)
+_COURSE_THREAD_FOR_VIEWER = Prepared(
+    lambda thread_id, viewer_id, course_id: _thread_for_viewer(thread_id, viewer_id).filter(
+        course_id=course_id
+    ),
+    int,
+    int,
+    int,
+)
+
+
 async def thread_for_viewer(
     thread_id: int, viewer: User, *, course_id: int | None = None
 ) -> Thread:
@@ -287,10 +304,10 @@ async def thread_for_viewer(
     else NotFound; with `course_id`, only a thread of that course."""
     if not 0 < thread_id <= MAX_ID:
         raise NotFound("There is no such thread in this course.")
-    query = Thread.filter(id=thread_id)
-    if course_id is not None:
-        query = query.filter(course_id=course_id)
-    thread = await query.select_related("forum").annotate(**_viewer_columns(viewer.id)).first()
+    if course_id is None:
+        thread = await _THREAD_FOR_VIEWER.first(thread_id, viewer.id)
+    else:
+        thread = await _COURSE_THREAD_FOR_VIEWER.first(thread_id, viewer.id, course_id)
     if thread is None:
         raise NotFound("There is no such thread in this course.")
     return thread
@@ -306,21 +323,35 @@ async def _viewer_state(thread: Thread, viewer: User) -> tuple[datetime | None, 
     return last_seen, bool(int(thread.viewer_subscriptions or 0))  # type: ignore[attr-defined]
 
 
+def _with_viewer_votes(query: QuerySet[Post], viewer_id: int) -> QuerySet[Post]:
+    """Posts with their author and `viewer_votes` (1 when the viewer upvoted the post)."""
+    voted = RawSQL(
+        '(SELECT COUNT(*) FROM "agora_vote" WHERE "post_id" = "agora_post"."id" '
+        f'AND "user_id" = {int(viewer_id)})'
+    )
+    return with_author(query).annotate(viewer_votes=voted)
+
+
+_WHOLE_THREAD = Prepared(
+    lambda thread_id, viewer_id: _with_viewer_votes(
+        Post.filter(thread_id=thread_id).order_by("id"), viewer_id
+    ),
+    int,
+    int,
+)
+
+
 async def _page_posts(
     thread: Thread, page_number: int, viewer: User
 ) -> tuple[Post, list[Post], list[Post], Page]:
     """The opening post, one page of answers and the replies to those answers, each with
     `viewer_votes` (1 when the viewer upvoted it)."""
-    voted = RawSQL(
-        '(SELECT COUNT(*) FROM "agora_vote" WHERE "post_id" = "agora_post"."id" '
-        f'AND "user_id" = {int(viewer.id)})'
-    )
 
     def posts_of(query: QuerySet[Post]) -> QuerySet[Post]:
-        return with_author(query).annotate(viewer_votes=voted)
+        return _with_viewer_votes(query, viewer.id)
 
     if thread.reply_count <= WHOLE_THREAD_REPLIES:
-        every = list(await posts_of(Post.filter(thread_id=thread.id).order_by("id")))
+        every = await _WHOLE_THREAD.rows(thread.id, viewer.id)
         opening = next((p for p in every if p.is_opening), None)
         top_level = [p for p in every if is_answer(p)]
         page = page_of(page_number, len(top_level), POSTS_PER_PAGE)
