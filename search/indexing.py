@@ -54,7 +54,6 @@ from search.tasks import document_id, is_indexable, to_document
 log = logging.getLogger("agora.search")
 
 BATCH_SIZE = 500
-DELETE_CHUNK = 5_000
 VERIFY_ROUNDS = 5
 SWEEP_MAX_PAGES = 100_000
 OUTBOX_PREFIX = "search."
@@ -114,10 +113,7 @@ async def _read_ids(ids: list[int], courses: _Courses) -> Wanted:
 async def _write(backend: SearchBackend, changes: Wanted) -> None:
     docs = [doc for doc in changes.values() if doc is not None]
     gone = [document_id(i) for i, doc in changes.items() if doc is None]
-    if docs:
-        await backend.upsert(docs)
-    for start in range(0, len(gone), DELETE_CHUNK):
-        await backend.delete(gone[start : start + DELETE_CHUNK])
+    await backend.apply(docs, gone)
 
 
 def _differences(written: Wanted, now: Wanted, *, absent_means_gone: bool) -> Wanted:

@@ -224,7 +224,7 @@ async def test_reindex_deletes_documents_of_posts_that_no_longer_exist(site: Sit
 
 
 class ChangeDuringWrite:
-    """Runs `change` (a real edit and its delivered job) just before the first upsert lands."""
+    """Runs `change` (a real edit and its delivered job) just before the first write lands."""
 
     def __init__(self, real: SearchBackend, change: object) -> None:
         self.real = real
@@ -234,11 +234,18 @@ class ChangeDuringWrite:
     def __getattr__(self, name: str) -> object:
         return getattr(self.real, name)
 
-    async def upsert(self, docs: Sequence[PostDocument]) -> None:
+    async def _first_write(self) -> None:
         if not self.fired:
             self.fired = True
             await self.change()  # type: ignore[operator]
+
+    async def upsert(self, docs: Sequence[PostDocument]) -> None:
+        await self._first_write()
         await self.real.upsert(docs)
+
+    async def apply(self, docs: Sequence[PostDocument], delete_ids: Sequence[str]) -> None:
+        await self._first_write()
+        await self.real.apply(docs, delete_ids)
 
 
 async def test_reindex_keeps_changes_made_while_it_runs(site: Site) -> None:
