@@ -342,7 +342,7 @@ def wrap_user_html(html_text: str) -> Markup:
     # images became links may still hold an <img>: that alone is cleaned again.
     if "<img" in html_text:
         html_text = sanitize_html(html_text)
-    return Markup('<div class="user-content" hx-disable>') + Markup(html_text) + Markup("</div>")
+    return Markup(f'<div class="user-content" hx-disable>{html_text}</div>')
 
 
 _BLOCK_TAGS: Final = frozenset(
