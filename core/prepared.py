@@ -40,6 +40,12 @@ class _Plan:
     select_related_idx: Any
     custom_fields: tuple[str, ...]
 
+    @property
+    def related(self) -> bool:
+        """Rows hold related models too (select_related), not only the query's own."""
+        idx = self.select_related_idx or ()
+        return len(idx) > 1 or any(count == 0 for _, count, *_ in idx)
+
 
 class Prepared(Generic[M]):
     """A read query built by `build(*values)`, its SQL kept per database dialect; `kinds`
@@ -107,8 +113,23 @@ class Prepared(Generic[M]):
         params = [
             p if s is None else checked[s] for p, s in zip(plan.params, plan.slots, strict=True)
         ]
-        executor = db.executor_class(model=model, db=db, select_related_idx=plan.select_related_idx)
-        return await executor.execute_select(sql, params, custom_fields=list(plan.custom_fields))
+        if plan.related:
+            executor = db.executor_class(
+                model=model, db=db, select_related_idx=plan.select_related_idx
+            )
+            return await executor.execute_select(
+                sql, params, custom_fields=list(plan.custom_fields)
+            )
+        # One model a row (the executor's own way, without copying each row twice first).
+        _, raw = await db.execute_query(sql, params)
+        make, extra, put = model._init_from_db, plan.custom_fields, object.__setattr__
+        found = []
+        for row in raw:
+            instance = make(**row)
+            for name in extra:
+                put(instance, name, row[name])
+            found.append(instance)
+        return found
 
     async def first(self, *values: Any) -> M | None:
         found = await self.rows(*values)
