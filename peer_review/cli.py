@@ -7,17 +7,6 @@ from pathlib import Path
 
 import click
 
-from peer_review.evaluate import (
-    DataError,
-    build_dataset,
-    evaluate,
-    format_report,
-    read_reviews_csv,
-    read_truth_csv,
-    report_to_json,
-)
-from peer_review.simulate import simulate, write_reviews_csv, write_truth_csv
-
 __all__ = ["peer"]
 
 
@@ -85,6 +74,18 @@ def evaluate_command(
     as_json: bool,
 ) -> None:
     """Compare the model with the per-submission mean and median against known truths."""
+    # Imported here, as in simulate: NumPy and the model would otherwise load at every start
+    # of every `agora` command.
+    from peer_review.evaluate import (
+        DataError,
+        build_dataset,
+        evaluate,
+        format_report,
+        read_reviews_csv,
+        read_truth_csv,
+        report_to_json,
+    )
+
     try:
         reviews = read_reviews_csv(reviews_path)
     except DataError as exc:
@@ -136,6 +137,8 @@ def simulate_command(
     out_truth: Path,
 ) -> None:
     """Write a synthetic course: peer reviews and the staff-grade truth."""
+    from peer_review.simulate import simulate, write_reviews_csv, write_truth_csv
+
     if max_score <= min_score:
         raise click.BadParameter("must exceed --min-score", param_hint="--max-score")
     course = simulate(
