@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from math import ceil
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from markupsafe import Markup
-from tortoise.expressions import F, RawSQL
+from tortoise.expressions import F, RawSQL, Subquery
 from tortoise.functions import Count
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
@@ -34,6 +34,9 @@ from forum.models import (
     Vote,
     is_staff,
 )
+
+if TYPE_CHECKING:
+    from moderation.models import LogEntry
 
 M = TypeVar("M", bound=Model)
 
@@ -114,34 +117,45 @@ def body_is_visible(post: Post, viewer: User | None, role: Role | None) -> bool:
     return post.state == PostState.HIDDEN and post.is_by(viewer)
 
 
-async def moderation_notes(posts: list[Post], course_id: int) -> dict[int, ModerationNote]:
-    """The log entry behind each hidden or removed post, with its rule's text."""
+def _thread_notes(thread_id: int, course_id: int) -> QuerySet[LogEntry]:
+    """The log entries behind the state of any post of a thread, with their rule's text."""
     from moderation.models import LogEntry
 
+    rule_text = RawSQL(
+        '(SELECT "text" FROM "agora_rule" WHERE "course_id" = '
+        f'{int(course_id)} AND "code" = "agora_log_entry"."rule_code")'
+    )
+    acts = Subquery(Post.filter(thread_id=thread_id).values("state_seq"))
+    return (
+        LogEntry.filter(seq__in=acts)
+        .annotate(rule_text=rule_text)
+        .only("id", "seq", "act", "created_at", "rule_code", "reason")
+    )
+
+
+_THREAD_NOTES = Prepared(_thread_notes, int, int)
+
+
+async def moderation_notes(posts: list[Post], course_id: int) -> dict[int, ModerationNote]:
+    """The log entry behind each hidden or removed post (all of one thread), with its rule's
+    text."""
     seqs = {
         p.state_seq: p.id for p in posts if p.state != PostState.VISIBLE and p.state_seq is not None
     }
     if not seqs:
         return {}
-    rule_text = RawSQL(
-        '(SELECT "text" FROM "agora_rule" WHERE "course_id" = '
-        f'{int(course_id)} AND "code" = "agora_log_entry"."rule_code")'
-    )
-    rows = (
-        await LogEntry.filter(seq__in=list(seqs))
-        .annotate(rule_text=rule_text)
-        .values("seq", "act", "created_at", "rule_code", "reason", "rule_text")
-    )
+    thread_id = posts[0].thread_id  # type: ignore[attr-defined]
     return {
-        seqs[row["seq"]]: ModerationNote(
-            act=row["act"],
-            seq=row["seq"],
-            at=row["created_at"],
-            rule_code=row["rule_code"],
-            rule_text=str(row["rule_text"] or ""),
-            reason=row["reason"],
+        seqs[entry.seq]: ModerationNote(
+            act=entry.act,
+            seq=entry.seq,
+            at=entry.created_at,
+            rule_code=entry.rule_code,
+            rule_text=str(getattr(entry, "rule_text", None) or ""),
+            reason=entry.reason,
         )
-        for row in rows
+        for entry in await _THREAD_NOTES.rows(thread_id, course_id)
+        if entry.seq in seqs
     }
 
 

@@ -209,3 +209,24 @@ async def test_a_warning_restricts_nothing_but_is_on_the_record(world: World) ->
     assert response.status_code == 303
     current = (await world.ali_browser.get("/me/standing")).text
     assert "None: you can take part everywhere you are a member." in current
+
+
+async def test_a_post_moderated_again_shows_the_latest_reason(world: World) -> None:
+    """Each act on a post is in the log; the page shows the one behind its current state."""
+    post = await Post.get(id=world.post.id)
+    await actions.remove_post(
+        post, rule_code="R1", reason="First: an insult.", acting_user=world.mona
+    )
+    post = await Post.get(id=world.post.id)
+    await actions.restore_post(
+        post, rule_code="R1", reason="Restored on appeal.", acting_user=world.mona
+    )
+    post = await Post.get(id=world.post.id)
+    await actions.hide_post(
+        post, rule_code="R2", reason="Second: off topic now.", acting_user=world.mona
+    )
+    await drain_jobs()
+    own = unescape((await world.ali_browser.get(world.thread_url)).text)
+    assert "Hidden by a moderator" in own and "Second: off topic now." in own
+    assert "First: an insult." not in own and "Restored on appeal." not in own
+    assert RULES["R2"] in own
