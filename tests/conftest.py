@@ -159,6 +159,16 @@ async def _delete_all_rows(connection: Any) -> None:
 
 
 @pytest.fixture
+def reused_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each password hashed once per run (`tests.factories.reuse_password_hashes`). A module
+    whose tests make users asks for it with
+    `pytestmark = pytest.mark.usefixtures("reused_password_hashes")`."""
+    from tests.factories import reuse_password_hashes
+
+    reuse_password_hashes(monkeypatch)
+
+
+@pytest.fixture
 def settings(backend: Settings) -> Settings:
     # Tortoise caches compiled INSERT/DELETE statements per connection name, and both
     # backends use the name "default" in one process: start each test with an empty cache.

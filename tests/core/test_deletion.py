@@ -53,7 +53,6 @@ from tests.factories import (
     make_reply,
     make_thread,
     make_user,
-    reuse_password_hashes,
 )
 from tests.moderation.test_tamper import ROOT, agora, command_env
 from tests.peer_review.factories import (
@@ -76,9 +75,7 @@ SEARCH_WORD = "heliotropic"
 REASON = "Personal remarks about another learner."
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 @asynccontextmanager

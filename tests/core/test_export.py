@@ -25,14 +25,12 @@ from core.settings import Settings
 from core.timeutil import utcnow
 from forum import export as forum_export
 from tests.conftest import CSRF_RE, drain_jobs
-from tests.factories import log_in, make_user, reuse_password_hashes
+from tests.factories import log_in, make_user
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 class Browser:

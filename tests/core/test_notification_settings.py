@@ -10,14 +10,12 @@ import pytest
 
 from core.models import User
 from tests.conftest import csrf_token
-from tests.factories import log_in, make_user, reuse_password_hashes
+from tests.factories import log_in, make_user
 
 PAGE = "/me/notifications/settings"
 
 
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 def checked(html: str, name: str) -> str | None:

@@ -10,12 +10,9 @@ from tortoise.transactions import in_transaction
 from core.models import AuthSession, Course, Role, User
 from core.prepared import Prepared
 from core.settings import Settings
-from tests.factories import add_member, make_course, make_user, reuse_password_hashes
+from tests.factories import add_member, make_course, make_user
 
-
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 def _courses(slug: str, user_id: int) -> QuerySet[Course]:

@@ -18,13 +18,9 @@ from tests.factories import (
     make_forum,
     make_thread,
     make_user,
-    reuse_password_hashes,
 )
 
-
-@pytest.fixture(autouse=True)
-def _fast_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 class _Resources(HTMLParser):

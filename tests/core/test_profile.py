@@ -17,12 +17,9 @@ from core.profile import describe_user_agent, parse_links
 from core.timeutil import utcnow
 from peer_review import actions as peer_review_actions
 from tests.conftest import csrf_token, drain_jobs
-from tests.factories import add_member, log_in, make_course, make_user, reuse_password_hashes
+from tests.factories import add_member, log_in, make_course, make_user
 
-
-@pytest.fixture(autouse=True)
-def _fast_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 async def _set_profile(user: User, **changes: object) -> None:

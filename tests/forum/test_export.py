@@ -23,15 +23,12 @@ from tests.factories import (
     make_reply,
     make_thread,
     make_user,
-    reuse_password_hashes,
 )
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 async def _export(user: User) -> tuple[ExportContext, dict[str, Any]]:

@@ -20,15 +20,12 @@ from tests.factories import (
     make_reply,
     make_thread,
     make_user,
-    reuse_password_hashes,
 )
 
 TOKEN_RE = re.compile(r'name="csrf_token" value="([^"]*)"')
 
 
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 async def _signed_in(app: Starlette, username: str) -> httpx.AsyncClient:

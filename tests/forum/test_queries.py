@@ -31,7 +31,6 @@ from tests.factories import (
     make_reply,
     make_thread,
     make_user,
-    reuse_password_hashes,
 )
 from tests.queries import QueryLog, count_queries
 
@@ -41,9 +40,7 @@ LIST_PAGE_BUDGET = 10
 LOG_PAGE_BUDGET = 16
 
 
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 @dataclass

@@ -20,11 +20,7 @@ from tests.factories import add_member, make_course, make_forum, make_reply, mak
 ACTS = 50
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.factories import reuse_password_hashes
-
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 async def test_fifty_concurrent_acts_make_one_contiguous_verified_log(db: Settings) -> None:

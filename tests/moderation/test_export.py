@@ -38,16 +38,13 @@ from tests.factories import (
     make_forum,
     make_reply,
     make_thread,
-    reuse_password_hashes,
 )
 
 REASON = "Insults another learner by name."
 FLAG_TEXT = "Quillon thinks this insults everyone here."
 
 
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 async def person(username: str, display_name: str) -> User:

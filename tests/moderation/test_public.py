@@ -29,11 +29,7 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 ENTRY_ID = re.compile(r'id="entry-(\d+)"')
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.factories import reuse_password_hashes
-
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 @pytest.fixture

@@ -41,11 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TARGET = 2  # the entry the attacker goes after; well inside the saved head
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.factories import reuse_password_hashes
-
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 # --- the attacker's tools --------------------------------------------------------------

@@ -26,12 +26,7 @@ from moderation.verify import verify_site
 from tests.moderation.test_log import build_log, make_world
 from tests.moderation.test_tamper import agora
 
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.factories import reuse_password_hashes
-
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 @pytest.fixture

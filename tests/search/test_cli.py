@@ -37,16 +37,13 @@ from tests.factories import (
     make_reply,
     make_thread,
     make_user,
-    reuse_password_hashes,
 )
 
 REASON = "Please keep this forum on topic."
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 @dataclass(slots=True)

@@ -27,13 +27,9 @@ from tests.factories import (
     make_reply,
     make_thread,
     make_user,
-    reuse_password_hashes,
 )
 
-
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    reuse_password_hashes(monkeypatch)
+pytestmark = pytest.mark.usefixtures("reused_password_hashes")
 
 
 @dataclass(slots=True)
