@@ -99,6 +99,14 @@ def _utc_text_shaped(raw: str) -> bool:
     )
 
 
+def hex_bytes(value: Any) -> bytes | None:
+    """Stored hex as bytes, or None when it is not hex."""
+    try:
+        return bytes.fromhex(value)
+    except (TypeError, ValueError):
+        return None
+
+
 @dataclass(slots=True)
 class EntryChecks:
     """What `check_entries` found in a batch of rows."""
@@ -160,9 +168,5 @@ def check_heads(
         if signed_at is None:
             unread.append(position)
             continue
-        try:
-            root: bytes | None = bytes.fromhex(root_hex)
-        except (TypeError, ValueError):
-            root = None
-        heads.append((position, int(size), root, signed_at, signature_hex))
+        heads.append((position, int(size), hex_bytes(root_hex), signed_at, signature_hex))
     return bad_signatures(public_key, heads, seed), unread

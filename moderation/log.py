@@ -34,7 +34,15 @@ from tortoise.connection import get_connection
 from core.timeutil import utcnow
 from moderation import merkle
 from moderation._entries import CANONICAL_FIELDS as CANONICAL_FIELDS
-from moderation._entries import ENTRY_COLUMNS, EntryChecks, StoredHead, check_entries, check_heads
+from moderation._entries import (
+    ENTRY_COLUMNS,
+    EntryChecks,
+    StoredHead,
+    check_entries,
+    check_heads,
+    hex_bytes,
+    stored_timestamp,
+)
 from moderation._entries import canonical_values as canonical_values
 from moderation._entries import entry_leaf_hash as entry_leaf_hash
 from moderation._entries import timestamp as timestamp
@@ -233,7 +241,7 @@ async def _read_more_leaves(tree: merkle.SubtreeHashes, size: int) -> None:
         return  # another request of this process read them meanwhile
     hashes: list[bytes] = []
     for expected, (seq, stored) in enumerate(rows, start):
-        leaf = _hex(stored)
+        leaf = hex_bytes(stored)
         if seq != expected or leaf is None or len(leaf) != merkle.HASH_SIZE:
             break  # a gap or a damaged row: the caller falls back to reading the whole log
         hashes.append(leaf)
@@ -312,36 +320,17 @@ async def _rows(table: str, columns: tuple[str, ...]) -> AsyncIterator[list[tupl
         after = f' WHERE "{order}" >= {last} AND ("{order}" > {last} OR "id" > {last_id})'
 
 
-def _moment(raw: Any, field: Any) -> datetime | None:
-    """A stored timestamp as the ORM reads it (None when unreadable)."""
-    if isinstance(raw, datetime):
-        moment = raw
-    else:
-        try:
-            moment = datetime.fromisoformat(raw)
-        except (TypeError, ValueError):
-            try:
-                converted = field.to_python_value(raw)
-            except Exception:
-                return None
-            return converted if isinstance(converted, datetime) else None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _time_text(raw: Any, field: Any) -> str | None:
-    """`timestamp` of a stored time read by the ORM's rules (None when unreadable)."""
-    moment = _moment(raw, field)
+    """`timestamp` of a stored time, read as `check_entries` reads it or else by the ORM's own
+    conversion (None when unreadable)."""
+    text = stored_timestamp(raw)
+    if text is not None:
+        return text
     try:
-        return timestamp(moment) if moment is not None else None
-    except OverflowError:
+        moment = field.to_python_value(raw)
+    except Exception:
         return None
-
-
-def _hex(value: Any) -> bytes | None:
-    try:
-        return bytes.fromhex(value)
-    except (TypeError, ValueError):
-        return None
+    return stored_timestamp(moment) if isinstance(moment, datetime) else None
 
 
 def _worker_context() -> BaseContext:
@@ -498,7 +487,9 @@ class _HeadChecks:
                 signed_at = _time_text(raw_signed_at, signed_at_field)
                 if signed_at is None:
                     unreadable.add(position)
-                late.append((position, int(size), _hex(root_hex), signed_at or "", signature_hex))
+                late.append(
+                    (position, int(size), hex_bytes(root_hex), signed_at or "", signature_hex)
+                )
         bad.update(bad_signatures(self.key, late, self.seed))
         return bad
 
@@ -514,7 +505,7 @@ def _fields_problem(row: tuple[Any, ...]) -> str | None:
 
 
 async def _verify(stored_heads: list[StoredHead], head_checks: _HeadChecks) -> VerifyReport:
-    heads = [(int(size), _hex(root_hex)) for _, size, root_hex, _, _ in stored_heads]
+    heads = [(int(size), hex_bytes(root_hex)) for _, size, root_hex, _, _ in stored_heads]
     unreadable = {position for position, (_, root) in enumerate(heads) if root is None}
     tree = _Tree(heads)
     problems: list[str] = []
